@@ -1,0 +1,7 @@
+"""Runs the toolmarks command line: python -m toolmarks."""
+
+import sys
+
+from toolmarks.cli.main import main
+
+sys.exit(main())

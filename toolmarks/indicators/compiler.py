@@ -1,0 +1,235 @@
+"""Compiles an indicator set into the matchers the parsers use.
+
+Hashes become one dict per hash type (O(1) per file whatever the set size), all
+strings one YARA ruleset, all filename regexes one prefilter plus the single
+regexes, and the trace indicators lists of compiled regexes by hive or channel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import defaultdict
+
+import yara
+
+from toolmarks.indicators.model import HASH_TYPES, Indicator, IndicatorSet
+
+RULE_PREFIX = "toolmarks_"
+
+
+def rule_name(indicator_id: str) -> str:
+    """The YARA rule name of a string indicator (dots are not allowed there)."""
+    return RULE_PREFIX + indicator_id.replace(".", "__")
+
+
+def _yara_text(value: str) -> str:
+    out = []
+    for char in value:
+        if char in '\\"':
+            out.append("\\" + char)
+        elif " " <= char <= "~":
+            out.append(char)
+        else:
+            out.append("".join(f"\\x{b:02x}" for b in char.encode("utf-8")))
+    return '"' + "".join(out) + '"'
+
+
+def _yara_hex(data: bytes) -> str:
+    return "{ " + " ".join(f"{b:02x}" for b in data) + " }"
+
+
+def yara_strings(indicator: Indicator) -> list[str]:
+    """The YARA string definitions ($s0, $s1 …) of one string indicator."""
+    fields = indicator.fields
+    value: str = fields["value"]
+    encodings = fields["encodings"]
+    flags = []
+    if fields.get("nocase"):
+        flags.append("nocase")
+    if fields.get("fullword"):
+        flags.append("fullword")
+    if value.isascii():
+        modifiers = " ".join(encodings + flags)
+        return [f"$s0 = {_yara_text(value)} {modifiers}"]
+    # YARA's `wide` only interleaves zero bytes, which is wrong past ASCII, so
+    # non-ASCII strings are written as hex of their real encodings.
+    forms = {"ascii": value.encode("utf-8"), "wide": value.encode("utf-16-le")}
+    return [f"$s{i} = {_yara_hex(forms[enc])}" for i, enc in enumerate(encodings)]
+
+
+def yara_source(indicators: list[Indicator], tools: dict) -> str:
+    """One YARA rule per string indicator, with the indicator's provenance as meta."""
+    rules = []
+    for ind in indicators:
+        tool = tools[ind.tool_id]
+        meta = {
+            "tool": tool.id,
+            "indicator": ind.id,
+            "source": ind.source,
+            "confidence": ind.confidence,
+            "weak": "true" if ind.weak else "false",
+            "dual_use": "true" if tool.dual_use else "false",
+        }
+        meta_lines = "\n".join(
+            f"    {key} = {_yara_text(str(val))}" for key, val in meta.items()
+        )
+        strings = "\n".join(f"    {s}" for s in yara_strings(ind))
+        rules.append(
+            f"rule {rule_name(ind.id)}\n{{\n  meta:\n{meta_lines}\n"
+            f"  strings:\n{strings}\n  condition:\n    any of them\n}}\n"
+        )
+    return "\n".join(rules)
+
+
+@dataclasses.dataclass(frozen=True)
+class RegexIndicator:
+    """An indicator with its regexes compiled; absent parts are None.
+
+    `main` and `value` are full-matched (key path, executable, value name),
+    `data` is searched (value data, referenced file, event field).
+    """
+
+    indicator: Indicator
+    main: re.Pattern[str] | None
+    value: re.Pattern[str] | None = None
+    data: re.Pattern[str] | None = None
+
+
+def _compile(regex: str | None, case_sensitive: bool = False) -> re.Pattern[str] | None:
+    if regex is None:
+        return None
+    return re.compile(regex, 0 if case_sensitive else re.IGNORECASE)
+
+
+class FilenameMatcher:
+    """Matches a path against every filename indicator at the cost of about one."""
+
+    def __init__(self, indicators: list[Indicator]) -> None:
+        self._items = []
+        parts = []
+        for ind in indicators:
+            case_sensitive = ind.fields.get("case_sensitive", False)
+            self._items.append((ind, _compile(ind.fields["regex"], case_sensitive)))
+            parts.append(f"(?{'' if case_sensitive else 'i'}:{ind.fields['regex']})")
+        try:
+            self._any = re.compile("|".join(parts)) if parts else None
+        except re.error:
+            # A regex with global inline flags cannot be nested; go one by one.
+            self._any = re.compile("")
+
+    def match(self, path: str) -> list[Indicator]:
+        """Indicators whose regex is found in a `\\`-separated path."""
+        if self._any is None or not self._any.search(path):
+            return []
+        return [ind for ind, regex in self._items if regex.search(path)]
+
+
+class CompiledSet:
+    """The matchers of one indicator set."""
+
+    def __init__(self, indicator_set: IndicatorSet) -> None:
+        self.indicator_set = indicator_set
+        self.tools = indicator_set.tools
+        self.hashes: dict[str, dict[str, list[Indicator]]] = {t: {} for t in HASH_TYPES}
+        for ind in indicator_set.indicators("hashes"):
+            self.hashes[ind.kind].setdefault(ind.value, []).append(ind)
+        self.hash_types = {t for t, values in self.hashes.items() if values}
+
+        strings = indicator_set.indicators("strings")
+        self.rule_indicators = {rule_name(ind.id): ind for ind in strings}
+        if len(self.rule_indicators) != len(strings):
+            raise ValueError("two string indicator ids give the same YARA rule name")
+        self.yara_source = yara_source(strings, self.tools)
+        self.yara_rules = yara.compile(source=self.yara_source) if strings else None
+        # Bytes a string can span, so chunked scans overlap enough to see it whole.
+        self.max_string_bytes = max(
+            (len(ind.fields["value"].encode("utf-16-le")) for ind in strings), default=0
+        )
+
+        self.filenames = FilenameMatcher(indicator_set.indicators("filenames"))
+
+        self.registry: dict[str, list[RegexIndicator]] = defaultdict(list)
+        for ind in indicator_set.indicators("registry"):
+            f = ind.fields
+            self.registry[f["hive"]].append(
+                RegexIndicator(
+                    ind, _compile(f["key"]), _compile(f.get("value")),
+                    _compile(f.get("data")),
+                )
+            )
+        self.prefetch = [
+            RegexIndicator(
+                ind,
+                _compile(ind.fields.get("executable")),
+                data=_compile(ind.fields.get("referenced")),
+            )
+            for ind in indicator_set.indicators("prefetch")
+        ]
+        self.eventlog: dict[tuple[str, int], list[RegexIndicator]] = defaultdict(list)
+        for ind in indicator_set.indicators("eventlog"):
+            for event_id in ind.fields["event_ids"]:
+                key = (ind.fields["channel"].lower(), event_id)
+                self.eventlog[key].append(
+                    RegexIndicator(ind, None, data=_compile(ind.fields["pattern"]))
+                )
+
+    def match_hash(self, hash_type: str, value: str) -> list[Indicator]:
+        return self.hashes[hash_type].get(value.lower(), [])
+
+    def match_registry(
+        self,
+        hive: str,
+        key_path: str,
+        value_name: str | None = None,
+        data: str | None = None,
+    ) -> list[Indicator]:
+        """Registry indicators of `hive` that a key (or one of its values) meets.
+
+        With value_name None only indicators about the key itself can match.
+        """
+        hits = []
+        for item in self.registry.get(hive, ()):
+            if not item.main.fullmatch(key_path):
+                continue
+            if item.value is not None:
+                if value_name is None or not item.value.fullmatch(value_name):
+                    continue
+            elif value_name is not None:
+                continue
+            if item.data is not None and (data is None or not item.data.search(data)):
+                continue
+            hits.append(item.indicator)
+        return hits
+
+    def match_prefetch(
+        self, executable: str, referenced: list[str]
+    ) -> list[tuple[Indicator, list[str]]]:
+        """Prefetch indicators met, each with the referenced files that matched."""
+        hits = []
+        for item in self.prefetch:
+            if item.main is not None and not item.main.fullmatch(executable):
+                continue
+            files = []
+            if item.data is not None:
+                files = [name for name in referenced if item.data.search(name)]
+                if not files:
+                    continue
+            hits.append((item.indicator, files))
+        return hits
+
+    def match_eventlog(
+        self, channel: str, event_id: int, fields: dict[str, str]
+    ) -> list[tuple[Indicator, str, str]]:
+        """Event-log indicators met, each with the field name and text matched."""
+        hits = []
+        for item in self.eventlog.get((channel.lower(), event_id), ()):
+            name = item.indicator.fields["field"]
+            text = fields.get(name)
+            if text is not None and item.data.search(text):
+                hits.append((item.indicator, name, text))
+        return hits
+
+
+def compile_set(indicator_set: IndicatorSet) -> CompiledSet:
+    return CompiledSet(indicator_set)
