@@ -31,8 +31,9 @@ class Match:
     detail: tuple[tuple[str, Any], ...] = ()  # e.g. (("offset", 1234),)
 
     @classmethod
-    def of(cls, indicator: Indicator, value: str, kind: str | None = None,
-           **detail: Any) -> Match:
+    def of(
+        cls, indicator: Indicator, value: str, kind: str | None = None, **detail: Any
+    ) -> Match:
         return cls(
             tool=indicator.tool_id,
             indicator=indicator.id,

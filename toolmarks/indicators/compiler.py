@@ -154,7 +154,9 @@ class CompiledSet:
             f = ind.fields
             self.registry[f["hive"]].append(
                 RegexIndicator(
-                    ind, _compile(f["key"]), _compile(f.get("value")),
+                    ind,
+                    _compile(f["key"]),
+                    _compile(f.get("value")),
                     _compile(f.get("data")),
                 )
             )

@@ -23,9 +23,16 @@ from toolmarks.indicators.model import (
 
 # Larger files are not indicator files; refusing them keeps a stray disk image or
 # log from eating memory in the YAML parser.
-MAX_FILE_SIZE = 4 * 1024 * 1024
+MAX_FILE_SIZE = 32 * 1024 * 1024
 SUFFIXES = (".yaml", ".yml")
+HASH_LIST_SUFFIXES = (".txt", ".hashes")
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _HEX = re.compile(r"[0-9a-f]+")
+_ID_LINE = re.compile(r"""\s*-?\s*id:\s*['"]?([A-Za-z0-9_.]+)""")
+_INDICATOR_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
+_HASH_KEYS = {"id", "type", "value", "source", "confidence", "note"}
+_HASH_KEYS_REQUIRED = {"id", "type", "value", "source", "confidence"}
+_UNEXPECTED = re.compile(r"'([^']+)'(?= was unexpected|, '| were unexpected)")
 _REGEX_FIELDS = {
     "filenames": ("regex",),
     "registry": ("key", "value", "data"),
@@ -56,7 +63,7 @@ def _validator() -> jsonschema.Draft202012Validator:
 def normalise_hash(value: str) -> str:
     """Lower-case hex without a 0x prefix or spaces; the seed writes both."""
     value = value.strip().lower()
-    return value[2:] if value.startswith("0x") else value
+    return value.removeprefix("0x")
 
 
 def hash_problem(hash_type: str, value: str) -> str | None:
@@ -112,16 +119,43 @@ def _field_name(path: Iterable[Any]) -> str:
     return name or "(file)"
 
 
-def _read_document(path: Path) -> tuple[Any, _Lines]:
-    """Parses one file into (data, line map); raises IndicatorError."""
+class _LazyLines:
+    """A _Lines built only when a message needs a line: composing is slow."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._lines: _Lines | None = None
+
+    def line(self, path: Iterable[Any]) -> int:
+        if self._lines is None:
+            self._lines = _Lines(yaml.compose(self._text, Loader=_SafeLoader))
+        return self._lines.line(path)
+
+
+def _id_lines(text: str) -> dict[str, list[int]]:
+    """Lines of `id:` entries by id, so indicator origins need no node tree."""
+    lines: dict[str, list[int]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _ID_LINE.match(line)
+        if match:
+            lines.setdefault(match.group(1), []).append(number)
+    return lines
+
+
+def _read_document(path: Path) -> tuple[Any, str]:
+    """Parses one file into (data, text); raises IndicatorError."""
     try:
         size = path.stat().st_size
     except OSError as error:
         raise IndicatorError([f"{path}:0: (file): cannot read: {error.strerror}"])
     if size > MAX_FILE_SIZE:
         raise IndicatorError(
-            [f"{path}:0: (file): {size} bytes, larger than {MAX_FILE_SIZE}: "
-             "not an indicator file"]
+            [
+                (
+                    f"{path}:0: (file): {size} bytes, larger than {MAX_FILE_SIZE}: "
+                    "not an indicator file"
+                )
+            ]
         )
     raw = path.read_bytes()
     if b"\x00" in raw:
@@ -129,23 +163,45 @@ def _read_document(path: Path) -> tuple[Any, _Lines]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise IndicatorError(
-            [f"{path}:0: (file): not UTF-8 text (byte {error.start})"]
-        )
+        raise IndicatorError([f"{path}:0: (file): not UTF-8 text (byte {error.start})"])
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else 0
         problem = getattr(error, "problem", None) or str(error)
         raise IndicatorError([f"{path}:{line}: (file): invalid YAML: {problem}"])
-    if node is None or data is None:
+    if data is None:
         raise IndicatorError([f"{path}:1: (file): empty file"])
-    return data, _Lines(node)
+    return data, text
 
 
-def _check_semantics(data: dict[str, Any], where: _Lines, path: Path) -> list[str]:
+def _plain_hash(item: Any) -> bool:
+    """True for a hash item of the usual shape, which needs no jsonschema pass.
+
+    Validating 100,000 hash items with jsonschema takes half a minute; items
+    that fail this check still go through jsonschema for its exact message.
+    """
+    return (
+        isinstance(item, dict)
+        and _HASH_KEYS_REQUIRED <= item.keys() <= _HASH_KEYS
+        and item["type"] in HASH_LENGTHS
+        and item["confidence"] in ("primary", "rule")
+        and all(isinstance(item[k], str) and item[k] for k in ("source", "value"))
+        and isinstance(item.get("note", ""), str)
+        and isinstance(item["id"], str)
+        and _INDICATOR_ID.fullmatch(item["id"]) is not None
+    )
+
+
+def _schema_errors(data: dict[str, Any]):
+    hashes = data.get("hashes")
+    if isinstance(hashes, list) and all(_plain_hash(h) for h in hashes):
+        data = {**data, "hashes": []}
+    yield from _validator().iter_errors(data)
+
+
+def _check_semantics(data: dict[str, Any], where: _LazyLines, path: Path) -> list[str]:
     """Checks the schema cannot express: hash formats, regexes, inferred facts."""
     problems = []
     for section in SECTIONS:
@@ -156,8 +212,9 @@ def _check_semantics(data: dict[str, Any], where: _Lines, path: Path) -> list[st
                 problem = hash_problem(item["type"], value)
                 if problem:
                     line = where.line((*at, "value"))
-                    problems.append(f"{path}:{line}: {_field_name((*at, 'value'))}: "
-                                    f"{problem}")
+                    problems.append(
+                        f"{path}:{line}: {_field_name((*at, 'value'))}: {problem}"
+                    )
                 item["value"] = value
             for name in _REGEX_FIELDS.get(section, ()):
                 if name not in item:
@@ -173,19 +230,58 @@ def _check_semantics(data: dict[str, Any], where: _Lines, path: Path) -> list[st
     return problems
 
 
+def load_hash_list(path: Path) -> Tool:
+    """A plain hash list (*.txt) as a tool named after the file: the fast way
+    to bring a list of 100,000 hashes, which as YAML would take seconds to parse."""
+    from toolmarks.indicators.formats import hashes
+    from toolmarks.indicators.formats.common import ImportProblem, slug
+
+    if path.stat().st_size > MAX_FILE_SIZE:
+        raise IndicatorError([f"{path}:0: (file): larger than {MAX_FILE_SIZE} bytes"])
+    try:
+        text = path.read_text(encoding="utf-8")
+        (data,) = hashes.import_(text, str(path), slug(path.stem), path.stem)
+    except UnicodeDecodeError as error:
+        raise IndicatorError([f"{path}:0: (file): not UTF-8 text (byte {error.start})"])
+    except ImportProblem as error:
+        raise IndicatorError([f"{line}" for line in str(error).splitlines()])
+    tool = Tool(data["id"], data["title"], [], False, data, str(path))
+    for item in data["hashes"]:
+        line = item["source"].rsplit(" ", 1)[-1]
+        tool.indicators.append(
+            Indicator(item["id"], tool.id, "hashes", item, f"{path}:{line}")
+        )
+    return tool
+
+
 def load_file(path: Path) -> Tool:
     """Loads and checks one indicator file; raises IndicatorError with all problems."""
-    data, where = _read_document(path)
+    if path.suffix in HASH_LIST_SUFFIXES:
+        return load_hash_list(path)
+    data, text = _read_document(path)
+    where = _LazyLines(text)
     if not isinstance(data, dict):
         raise IndicatorError(
-            [f"{path}:1: (file): a mapping of tool fields is expected, "
-             f"not a {type(data).__name__}"]
+            [
+                (
+                    f"{path}:1: (file): a mapping of tool fields is expected, "
+                    f"not a {type(data).__name__}"
+                )
+            ]
         )
     problems = []
-    for error in sorted(_validator().iter_errors(data), key=lambda e: e.path):
-        line = where.line(error.absolute_path)
-        problems.append(f"{path}:{line}: {_field_name(error.absolute_path)}: "
-                        f"{error.message}")
+    for error in sorted(_schema_errors(data), key=lambda e: e.path):
+        at = list(error.absolute_path)
+        unexpected = _UNEXPECTED.findall(error.message)
+        if error.validator in ("additionalProperties", "unevaluatedProperties"):
+            # Point at the unknown field itself, not at its parent mapping.
+            for name in unexpected:
+                problems.append(
+                    f"{path}:{where.line([*at, name])}: "
+                    f"{_field_name([*at, name])}: unknown field"
+                )
+            continue
+        problems.append(f"{path}:{where.line(at)}: {_field_name(at)}: {error.message}")
     if problems:
         raise IndicatorError(problems)
     problems = _check_semantics(data, where, path)
@@ -199,9 +295,11 @@ def load_file(path: Path) -> Tool:
         data=data,
         path=str(path),
     )
+    id_lines = _id_lines(text)
     for section in SECTIONS:
-        for index, item in enumerate(data.get(section, [])):
-            origin = f"{path}:{where.line((section, index))}"
+        for item in data.get(section, []):
+            lines = id_lines.get(item["id"]) or [0]
+            origin = f"{path}:{lines.pop(0) if len(lines) > 1 else lines[0]}"
             tool.indicators.append(
                 Indicator(item["id"], tool.id, section, item, origin)
             )
@@ -234,19 +332,25 @@ def load(
             continue
         if tool.id in indicator_set.tools:
             other = indicator_set.tools[tool.id].path
-            problems.append(f"{path}:1: id: tool id {tool.id!r} already used in {other}")
+            problems.append(
+                f"{path}:1: id: tool id {tool.id!r} already used in {other}"
+            )
             continue
         indicator_set.tools[tool.id] = tool
         for ind in tool.indicators:
             if ind.id in seen_ids:
-                problems.append(f"{ind.origin}: id: indicator id {ind.id!r} already "
-                                f"used at {seen_ids[ind.id]}")
+                problems.append(
+                    f"{ind.origin}: id: indicator id {ind.id!r} already "
+                    f"used at {seen_ids[ind.id]}"
+                )
             seen_ids.setdefault(ind.id, ind.origin)
             if ind.section == "hashes":
                 key = (ind.kind, ind.value)
                 if key in seen_hashes:
-                    problems.append(f"{ind.origin}: value: {ind.kind} {ind.value} "
-                                    f"already listed at {seen_hashes[key]}")
+                    problems.append(
+                        f"{ind.origin}: value: {ind.kind} {ind.value} "
+                        f"already listed at {seen_hashes[key]}"
+                    )
                 seen_hashes.setdefault(key, ind.origin)
     if problems:
         raise IndicatorError(problems)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what toolmarks needs on a fresh Debian machine: the Debian tools the
+# scenario images and tests use, then toolmarks itself (with --test: and pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(ntfs-3g fdisk ewf-tools sleuthkit libhivex-bin hashdeep yara dosfstools)
+missing=()
+for package in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+        || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+python3 -m pip install --quiet --disable-pip-version-check -e ".${extra}"

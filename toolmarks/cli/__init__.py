@@ -1,0 +1,1 @@
+"""The toolmarks command line."""

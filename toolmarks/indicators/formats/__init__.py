@@ -1,0 +1,1 @@
+"""Importers and exporters of indicator sets, one module per format."""

@@ -1,0 +1,84 @@
+"""A plaso tagging file: one label per tool and per match kind, over plain plaso events.
+
+plaso ORs every rule of a label into one filter, and at about 500 rules its parser
+recurses too deep, so a label with more rules is left out with a warning; large
+hash sets belong in `toolmarks tag`, which looks hashes up in a dict.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from toolmarks.indicators.compiler import rule_name
+from toolmarks.indicators.model import Indicator, IndicatorSet
+
+MAX_RULES_PER_LABEL = 400
+_HASH_ATTRIBUTE = {"md5": "md5_hash", "sha1": "sha1_hash", "sha256": "sha256_hash"}
+
+
+def _string(value: str) -> str:
+    """A quoted string for plaso's expression parser (escapes \\\\ and ')."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def path_regex(regex: str) -> str:
+    """Our \\-separated path regex, made to accept the / that plaso paths use."""
+    out, index, in_class = [], 0, False
+    while index < len(regex):
+        char = regex[index]
+        if char == "\\" and index + 1 < len(regex):
+            pair = regex[index : index + 2]
+            if pair == "\\\\":
+                out.append("\\\\/" if in_class else "[\\\\/]")
+            else:
+                out.append(pair)
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class and out and out[-1] not in ("[", "[^"):
+            in_class = False
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def rule(indicator: Indicator) -> str | None:
+    """The plaso filter rule of one indicator, None where plaso has no such field."""
+    if indicator.section == "hashes":
+        attribute = _HASH_ATTRIBUTE.get(indicator.kind)
+        return f"{attribute} is {_string(indicator.value)}" if attribute else None
+    if indicator.section == "strings":
+        return f"yara_match contains {_string(rule_name(indicator.id))}"
+    if indicator.section == "filenames":
+        return f"filename iregexp {_string(path_regex(indicator.value))}"
+    return None
+
+
+def export(indicator_set: IndicatorSet) -> str:
+    labels: dict[str, list[str]] = {}
+    for tool in indicator_set.tools.values():
+        for ind in tool.indicators:
+            text = rule(ind)
+            if text:
+                labels.setdefault(f"tool_{tool.id}", []).append(text)
+                labels.setdefault(f"ioc_{ind.kind}", []).append(text)
+    lines = [
+        "# toolmarks tagging file for plaso's tagging analysis plugin:",
+        "#   psort --analysis tagging --tagging-file THIS_FILE …",
+        "# yara_match rules need log2timeline --yara_rules with toolmarks' YARA export.",
+        f"# indicator set {indicator_set.version}",
+        "",
+    ]
+    for label, rules in labels.items():
+        if len(rules) > MAX_RULES_PER_LABEL:
+            print(
+                f"toolmarks: label {label} left out of the tagging file: "
+                f"{len(rules)} rules, plaso handles at most about 500",
+                file=sys.stderr,
+            )
+            continue
+        lines.append(label)
+        lines += [f"  {text}" for text in rules]
+        lines.append("")
+    return "\n".join(lines)
