@@ -77,7 +77,7 @@ def build_cached(name: str, formats: Iterable[str] | None = None) -> dict[str, A
     try:
         builder.check_prerequisites(wanted)
     except builder.ScenarioError as error:
-        pytest.skip(f"cannot build scenario images: {error}")
+        pytest.fail(f"cannot build scenario images: {error}")
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     # Build aside and rename, so a crashed or concurrent build never leaves a
     # half-written directory under the final name.
@@ -121,5 +121,5 @@ def demo_image() -> dict[str, Any]:
     """
     manifest_path = DEMO_DIR / "demo.manifest.json"
     if not manifest_path.is_file():
-        pytest.skip(f"{manifest_path} is missing")
+        pytest.fail(f"{manifest_path} is missing")
     return images_from_manifest(manifest_path)

@@ -40,7 +40,7 @@ _FLS_LINE = re.compile(
 def _need(*tools: str) -> None:
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
-        pytest.skip(f"missing tool(s): {', '.join(missing)}")
+        pytest.fail(f"missing tool(s): {', '.join(missing)}")
 
 
 def _run(*command: str | Path) -> str:
@@ -319,7 +319,7 @@ def test_partition_table_places_the_volume(
 
 def _traces() -> list[dict[str, Any]]:
     if not TRACES_PATH.is_file():
-        pytest.skip(f"{TRACES_PATH} is missing")
+        pytest.fail(f"{TRACES_PATH} is missing")
     return yaml.safe_load(TRACES_PATH.read_text(encoding="utf-8"))["tools"]
 
 
@@ -398,7 +398,7 @@ def test_demo_image_is_up_to_date(
     try:
         scenario_builder.check_prerequisites(["raw"])
     except scenario_builder.ScenarioError as error:
-        pytest.skip(str(error))
+        pytest.fail(str(error))
     description = REPO_ROOT / "test_data" / "scenarios" / "demo.yaml"
     subprocess.run(
         [sys.executable, scenario_builder.__file__, description, "-o", tmp_path]
