@@ -1,0 +1,1 @@
+"""Parsers: one module per artefact kind, each a detection core and a plaso adapter."""
