@@ -1,0 +1,384 @@
+"""The scan engine: walks an image once, reads every stream once, runs the parsers.
+
+Work is cut into units (one volume, every n-th entry of it) so a local process
+pool can run them side by side; each unit opens the image itself, read-only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from toolmarks.events import DATA_TYPE_FILE, Match, Trace
+from toolmarks.evidence import Evidence, FileItem, Volume
+from toolmarks.indicators.compiler import CompiledSet, compile_set
+from toolmarks.indicators.model import IndicatorSet
+from toolmarks.parsers import content
+
+# plaso's own words for file system times, so our events sort and read like its.
+TIME_DESCRIPTIONS = {
+    "creation": "Creation Time",
+    "modification": "Content Modification Time",
+    "access": "Last Access Time",
+    "change": "Metadata Modification Time",
+}
+# Artefacts handed to the registry and prefetch parsers are held in memory so the
+# parser and the content scan share one read; larger ones are parsed from a
+# second open of the stream.
+MAX_BUFFERED = 128 * 1024 * 1024
+_PREFETCH = re.compile(r"(^|/)prefetch/[^/]+\.pf$", re.IGNORECASE)
+# NTFS keeps every file name in $MFT (and recent ones in $LogFile and $UsnJrnl), so
+# their content would echo each name-like string as a hit on the metadata file.
+# They are matched by name only unless asked for, and counted in scan.json.
+_NTFS_METADATA = re.compile(
+    r"^/\$(MFT|MFTMirr|LogFile|Volume|AttrDef|Bitmap|Boot|"
+    r"BadClus|Secure|UpCase|Extend(/.*)?)$"
+)
+_HIVE_NAMES = {
+    "system",
+    "software",
+    "sam",
+    "security",
+    "ntuser.dat",
+    "usrclass.dat",
+    "amcache.hve",
+}
+
+
+@dataclasses.dataclass
+class ScanOptions:
+    partitions: str = "all"
+    vss: str = "none"
+    max_file_size: int | None = None  # None: no cap
+    workers: int = 1
+    chunk_size: int = content.CHUNK_SIZE
+    artefacts: bool = True  # registry hives and prefetch files
+    scan_metadata: bool = False  # content of NTFS metadata files ($MFT, …)
+
+
+@dataclasses.dataclass
+class UnitResult:
+    """What one unit of work found; units merge into the scan's result."""
+
+    traces: list[Trace] = dataclasses.field(default_factory=list)
+    warnings: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    unreadable: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    skipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    not_checked: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    parser_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + amount
+
+    def merge(self, other: UnitResult) -> None:
+        self.traces += other.traces
+        self.warnings += other.warnings
+        self.unreadable += other.unreadable
+        self.skipped += other.skipped
+        self.not_checked += other.not_checked
+        for name, value in other.counts.items():
+            self.count(name, value)
+        for name, value in other.parser_seconds.items():
+            self.parser_seconds[name] = self.parser_seconds.get(name, 0.0) + value
+
+
+def windows_path(item: FileItem) -> str:
+    """The path filename indicators are matched on: \\-separated, no volume."""
+    return item.path.replace("/", "\\")
+
+
+def artefact_kind(item: FileItem) -> str | None:
+    """ "prefetch", "registry" or None, from the item's path and name."""
+    if item.stream:
+        return None
+    name = item.path.rsplit("/", 1)[-1].lower()
+    if _PREFETCH.search(item.path):
+        return "prefetch"
+    if name in _HIVE_NAMES:
+        return "registry"
+    return None
+
+
+class Scanner:
+    """Scans the file items of volumes against one compiled indicator set."""
+
+    def __init__(self, compiled: CompiledSet, options: ScanOptions) -> None:
+        self.compiled = compiled
+        self.options = options
+
+    def scan_items(
+        self,
+        items: Iterator[FileItem],
+        result: UnitResult,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        for item in items:
+            if item.is_dir and not item.stream:
+                result.count("directories")
+            else:
+                result.count("files")
+            try:
+                self._scan_item(item, result)
+            except Exception as error:  # noqa: BLE001 - one bad file never stops a scan
+                result.unreadable.append(
+                    {
+                        "location": item.display_path,
+                        "problem": f"{type(error).__name__}: {error}",
+                    }
+                )
+            if progress:
+                progress(1, item.size if item.is_file else 0)
+
+    def _scan_item(self, item: FileItem, result: UnitResult) -> None:
+        matches: list[Match] = []
+        if not item.stream:
+            for ind in self.compiled.filenames.match(windows_path(item)):
+                matches.append(Match.of(ind, windows_path(item)))
+        attributes: dict[str, Any] = {}
+        if item.is_file and item.size > 0 and item.has_metadata:
+            cap = self.options.max_file_size
+            if not self.options.scan_metadata and _NTFS_METADATA.match(item.path):
+                result.count("metadata_files_not_content_scanned")
+            elif cap is not None and item.size > cap:
+                result.skipped.append(
+                    {
+                        "location": item.display_path,
+                        "size": item.size,
+                        "reason": f"larger than --max-file-size {cap}",
+                    }
+                )
+            else:
+                matches += self._scan_content(item, attributes, result)
+        if matches:
+            result.traces += file_traces(item, matches, attributes)
+
+    def _scan_content(
+        self, item: FileItem, attributes: dict[str, Any], result: UnitResult
+    ) -> list[Match]:
+        kind = artefact_kind(item) if self.options.artefacts else None
+        try:
+            stream = item.open()
+        except OSError as error:
+            result.unreadable.append(
+                {"location": item.display_path, "problem": str(error)}
+            )
+            return []
+        data = None
+        if kind and item.size <= MAX_BUFFERED:
+            try:
+                data = stream.read()
+            except OSError as error:
+                result.unreadable.append(
+                    {"location": item.display_path, "problem": str(error)}
+                )
+                return []
+            stream = io.BytesIO(data)
+        found = content.scan_stream(
+            stream, self.compiled, chunk_size=self.options.chunk_size
+        )
+        result.count("bytes", found.size)
+        if found.error:
+            result.unreadable.append(
+                {"location": item.display_path, "problem": found.error}
+            )
+        for note in found.notes:
+            result.not_checked.append({"location": item.display_path, "reason": note})
+        attributes.update(
+            {f"{name}_hash": value for name, value in found.hashes.items()}
+        )
+        if found.imphash:
+            attributes["imphash"] = found.imphash
+        matches = []
+        for name, value in found.hashes.items():
+            matches += [
+                Match.of(ind, value) for ind in self.compiled.match_hash(name, value)
+            ]
+        if found.imphash:
+            matches += [
+                Match.of(ind, found.imphash)
+                for ind in self.compiled.match_hash("imphash", found.imphash)
+            ]
+        for hit in found.strings:
+            matches.append(
+                Match.of(
+                    hit.indicator,
+                    hit.indicator.fields["value"],
+                    rule=hit.rule,
+                    offset=hit.offset,
+                    encoding=hit.encoding,
+                )
+            )
+        if kind and found.error is None:
+            self._parse_artefact(kind, item, data, result)
+        return matches
+
+    def _parse_artefact(
+        self, kind: str, item: FileItem, data: bytes | None, result: UnitResult
+    ) -> None:
+        started = time.perf_counter()
+        stream = io.BytesIO(data) if data is not None else item.open()
+        source = item.display_path
+        if kind == "prefetch":
+            from toolmarks.parsers import prefetch
+
+            parsed = prefetch.parse_prefetch(stream, source, self.compiled)
+        else:
+            from toolmarks.parsers import registry
+
+            parsed = registry.parse_hive(
+                stream, source, self.compiled, file_name=item.path.rsplit("/", 1)[-1]
+            )
+        result.count(f"{kind}_files")
+        for message in parsed.warnings:
+            result.warnings.append({"location": source, "message": message})
+        for trace in parsed.traces:
+            trace.attributes.setdefault("allocated", item.allocated)
+            trace.attributes.setdefault("volume", item.volume.label)
+        result.traces += parsed.traces
+        elapsed = time.perf_counter() - started
+        result.parser_seconds[kind] = result.parser_seconds.get(kind, 0.0) + elapsed
+
+
+def file_traces(
+    item: FileItem, matches: list[Match], attributes: dict[str, Any]
+) -> list[Trace]:
+    """One trace per file system time of a matched file, all with every match."""
+    attributes = {
+        "path": item.path,
+        "file_name": item.path.rsplit("/", 1)[-1],
+        "stream": item.stream,
+        "volume": item.volume.label,
+        "inode": item.inode,
+        "size": item.size,
+        "allocated": item.allocated,
+        **attributes,
+    }
+    times = [
+        (name, item.times[name])
+        for name in TIME_DESCRIPTIONS
+        if item.times.get(name) is not None
+    ]
+    if not times:
+        times = [(None, None)]
+    return [
+        Trace(
+            DATA_TYPE_FILE,
+            timestamp,
+            TIME_DESCRIPTIONS.get(name, "Not a time"),
+            item.display_path,
+            list(matches),
+            dict(attributes),
+        )
+        for name, timestamp in times
+    ]
+
+
+# --- units of work -----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """Every `stride`-th file item (from `index`) of one volume of one image."""
+
+    image: str
+    volume_label: str
+    index: int
+    stride: int
+
+
+def run_unit(
+    unit: Unit,
+    indicator_set: IndicatorSet,
+    options: ScanOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> UnitResult:
+    result = UnitResult()
+
+    def warn(location: str, message: str) -> None:
+        result.warnings.append({"location": location, "message": message})
+
+    evidence = Evidence(
+        unit.image,
+        partitions=options.partitions,
+        vss=options.vss,
+        warn=warn if unit.index == 0 else None,
+    )
+    try:
+        volume = next(v for v in evidence.volumes() if v.label == unit.volume_label)
+        scanner = Scanner(compile_set(indicator_set), options)
+        items = (
+            item
+            for number, item in enumerate(evidence.walk(volume))
+            if number % unit.stride == unit.index
+        )
+        scanner.scan_items(items, result, progress)
+    finally:
+        evidence.close()
+    return result
+
+
+def _run_unit_in_worker(
+    unit: Unit, indicator_set: IndicatorSet, options: ScanOptions
+) -> UnitResult:
+    return run_unit(unit, indicator_set, options)
+
+
+def scan_image(
+    image: str,
+    indicator_set: IndicatorSet,
+    options: ScanOptions,
+    progress: Callable[[int, int], None] | None = None,
+    evidence: Evidence | None = None,
+) -> tuple[UnitResult, list[Volume]]:
+    """Scans every selected volume of an image; raises EvidenceError if it
+    cannot be opened at all."""
+    result = UnitResult()
+    own = evidence is None
+    if evidence is None:
+        evidence = Evidence(
+            image,
+            partitions=options.partitions,
+            vss=options.vss,
+            warn=lambda where, what: result.warnings.append(
+                {"location": where, "message": what}
+            ),
+        )
+    volumes = evidence.volumes()
+    if own:
+        evidence.close()
+    workers = max(1, options.workers)
+    units = [
+        Unit(image, volume.label, index, workers)
+        for volume in volumes
+        for index in range(workers)
+    ]
+    if workers == 1:
+        for unit in units:
+            result.merge(run_unit(unit, indicator_set, options, progress))
+        return result, volumes
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [
+            pool.submit(_run_unit_in_worker, unit, indicator_set, options)
+            for unit in units
+        ]
+        for future in as_completed(futures):
+            unit_result = future.result()
+            if progress:
+                progress(
+                    unit_result.counts.get("files", 0)
+                    + unit_result.counts.get("directories", 0),
+                    unit_result.counts.get("bytes", 0),
+                )
+            result.merge(unit_result)
+    return result, volumes
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))

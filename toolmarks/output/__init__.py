@@ -1,0 +1,1 @@
+"""Outputs: plaso storage, JSONL and CSV timelines, the scan summary."""

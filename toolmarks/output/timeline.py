@@ -1,0 +1,122 @@
+"""JSONL (Timesketch's import form) and CSV (safe to open in Excel) timelines."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from toolmarks.events import Match, Trace
+from toolmarks.indicators.model import Tool
+
+CSV_FIELDS = (
+    "datetime",
+    "timestamp_desc",
+    "data_type",
+    "tools",
+    "indicators",
+    "match_kinds",
+    "matched_values",
+    "source",
+    "message",
+    "tags",
+)
+# A cell that starts with one of these is a formula to Excel and LibreOffice;
+# file names are attacker-controlled, so such cells get a leading quote.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\x00")
+
+
+def iso_time(trace: Trace) -> str | None:
+    value = micros(trace)
+    if value is None:
+        return None
+    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    return (moment + datetime.timedelta(microseconds=value)).isoformat()
+
+
+def micros(trace: Trace) -> int | None:
+    if trace.timestamp is None:
+        return None
+    # plaso's own timestamp: microseconds since 1970, what Timesketch expects too.
+    return trace.timestamp.GetPlasoTimestamp()
+
+
+def describe_match(match: Match, tools: dict[str, Tool]) -> str:
+    tool = tools.get(match.tool)
+    title = tool.title if tool else match.tool
+    text = f"{title} (tool {match.tool}) {match.kind} {match.indicator} {match.value!r}"
+    detail = dict(match.detail)
+    if "offset" in detail:
+        text += f" at offset {detail['offset']}"
+        if detail.get("encoding") == "wide":
+            text += " (UTF-16LE)"
+    if match.weak:
+        text += " [weak alone]"
+    if tool and tool.dual_use:
+        text += " [dual-use tool]"
+    return text
+
+
+def message(trace: Trace, tools: dict[str, Tool]) -> str:
+    matches = "; ".join(describe_match(m, tools) for m in trace.matches)
+    return f"{matches} in {trace.source}"
+
+
+def row(trace: Trace, tools: dict[str, Tool]) -> dict[str, Any]:
+    """The flat record of one event, as JSONL and CSV write it."""
+    return {
+        "message": message(trace, tools),
+        "datetime": iso_time(trace),
+        "timestamp": micros(trace),
+        "timestamp_desc": trace.timestamp_desc,
+        "data_type": trace.data_type,
+        "tag": trace.labels(tools),
+        "tools": sorted({m.tool for m in trace.matches}),
+        "indicators": [m.indicator for m in trace.matches],
+        "match_kinds": sorted({m.kind for m in trace.matches}),
+        "matched_values": [m.value for m in trace.matches],
+        "matches": [m.as_dict() for m in trace.matches],
+        "source": trace.source,
+        **{
+            key: value
+            for key, value in trace.attributes.items()
+            if key not in ("message", "tag")
+        },
+    }
+
+
+def sort_key(trace: Trace) -> tuple[int, str]:
+    value = micros(trace)
+    return (value if value is not None else -(2**62), trace.source)
+
+
+def write_jsonl(path: str, traces: Iterable[Trace], tools: dict[str, Tool]) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        for trace in traces:
+            out.write(json.dumps(row(trace, tools), ensure_ascii=False, default=str))
+            out.write("\n")
+
+
+def excel_safe(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def write_csv(path: str, traces: Iterable[Trace], tools: dict[str, Tool]) -> None:
+    # utf-8-sig: Excel reads a BOM-less UTF-8 CSV as the local code page.
+    with open(path, "w", encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(CSV_FIELDS)
+        for trace in traces:
+            record = row(trace, tools)
+            values = {
+                **record,
+                "tools": " ".join(record["tools"]),
+                "indicators": " ".join(record["indicators"]),
+                "match_kinds": " ".join(record["match_kinds"]),
+                "matched_values": " | ".join(record["matched_values"]),
+                "tags": " ".join(record["tag"]),
+            }
+            writer.writerow([excel_safe(values.get(name)) for name in CSV_FIELDS])
