@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(ntfs-3g fdisk ewf-tools sleuthkit libhivex-bin hashdeep yara dosfstools)
+DEBIAN_PACKAGES=(ntfs-3g fdisk ewf-tools sleuthkit libhivex-bin hashdeep yara dosfstools e2fsprogs)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \

@@ -66,6 +66,15 @@ class Progress:
             self._bar.close()
 
 
+def printable(text: str) -> str:
+    """Control characters escaped: names in evidence are attacker-controlled and
+    must not move the cursor or recolour an examiner's terminal."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode()
+        for char in text
+    )
+
+
 def log(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}, default=str), file=sys.stderr)
 
@@ -106,14 +115,15 @@ def run(args: argparse.Namespace) -> int:
         if args.json_log:
             log("warning", location=location, message=message)
         else:
-            print(f"toolmarks: warning: {location}: {message}", file=sys.stderr)
+            print(f"toolmarks: warning: {printable(location)}: {printable(message)}",
+                  file=sys.stderr)
 
     try:
         evidence = Evidence(
             str(image), partitions=args.partitions, vss=args.vss, warn=warn
         )
     except EvidenceError as error:
-        print(f"toolmarks: error: {error}", file=sys.stderr)
+        print(f"toolmarks: error: {printable(str(error))}", file=sys.stderr)
         return 2
     try:
         image_info = dict(evidence.image_info)
@@ -133,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json_log:
             log("warning", **item)
         else:
-            print(f"toolmarks: warning: {item['location']}: {text}", file=sys.stderr)
+            print(f"toolmarks: warning: {printable(item['location'])}: "
+                  f"{printable(str(text))}", file=sys.stderr)
     return write_outputs(
         args,
         outdir,

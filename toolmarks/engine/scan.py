@@ -144,7 +144,11 @@ class Scanner:
         attributes: dict[str, Any] = {}
         if item.is_file and item.size > 0 and item.has_metadata:
             cap = self.options.max_file_size
-            if not self.options.scan_metadata and _NTFS_METADATA.match(item.path):
+            if item.reallocated:
+                # The entry now holds another file's content, scanned under
+                # that file's own name; here it would be a hit under a wrong name.
+                result.count("reallocated_entries_not_content_scanned")
+            elif not self.options.scan_metadata and _NTFS_METADATA.match(item.path):
                 result.count("metadata_files_not_content_scanned")
             elif cap is not None and item.size > cap:
                 result.skipped.append(

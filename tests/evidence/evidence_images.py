@@ -1,0 +1,414 @@
+"""Small disk images built for the evidence tests, and raw copies of containers.
+
+NTFS comes from mkntfs and an ntfs-3g FUSE mount (root needed), FAT16 and the
+partition tables are written byte by byte here, so the only tools needed are
+the ones the project documents (ntfs-3g, sfdisk, ewf-tools, sleuthkit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# What the NTFS fixture image holds; tests assert these.
+NTFS_PLAIN = b"plain file content\n"
+NTFS_MAIN = b"main data stream\n"
+NTFS_ADS = b"evil stream content: this is hidden\n"
+NTFS_DELETED = b"DELETED-TOOL-CONTENT-" * 500  # non-resident: spans clusters
+NTFS_NESTED = b"nested file\n"
+
+FAT_FILES = {
+    "/TOOL.EXE": b"MZ fake tool " * 300,
+    "/README.TXT": b"hello from FAT\n",
+    "/DIR1/INNER.TXT": b"inside a directory\n",
+}
+FAT_DELETED_NAME = "/_ELETED.TXT"  # TSK shows the erased first letter as "_"
+FAT_DELETED = b"deleted FAT content " * 200
+
+
+def _run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, check=True, capture_output=True, **kwargs)
+    except FileNotFoundError as exception:
+        pytest.fail(f"tool needed by the test is missing: {command[0]} ({exception})")
+    except subprocess.CalledProcessError as exception:
+        pytest.fail(
+            f"{' '.join(command)} failed ({exception.returncode}): {exception.stderr!r}"
+        )
+
+
+@contextlib.contextmanager
+def ntfs_mount(image: Path, streams: bool = False) -> Iterator[Path]:
+    """Mounts image with ntfs-3g (FUSE) and waits, on exit, until it is written.
+
+    ntfs-3g runs in the foreground (no_detach) so that waiting for it to exit
+    guarantees the image file is complete before anyone reads it.
+    """
+    mount_point = Path(tempfile.mkdtemp(prefix="toolmarks-ntfs-"))
+    options = "no_detach,streams_interface=windows" if streams else "no_detach"
+    try:
+        process = subprocess.Popen(
+            ["ntfs-3g", "-o", options, str(image), str(mount_point)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        pytest.fail("tool needed by the test is missing: ntfs-3g")
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mount_point):
+            if process.poll() is not None:
+                pytest.fail(f"ntfs-3g could not mount {image} (root and FUSE needed)")
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"ntfs-3g did not mount {image} within 30 s")
+            time.sleep(0.05)
+        yield mount_point
+    finally:
+        if os.path.ismount(mount_point):
+            subprocess.run(["umount", str(mount_point)], check=False)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"ntfs-3g did not finish writing {image}")
+        shutil.rmtree(mount_point, ignore_errors=True)
+
+
+def build_ntfs(path: Path) -> None:
+    """16 MiB NTFS with a file, a file with ADS "evil", a deleted file."""
+    _run(["truncate", "-s", "16M", str(path)])
+    _run(["mkntfs", "-F", "-Q", "-q", str(path)])
+    with ntfs_mount(path, streams=True) as mount_point:
+        (mount_point / "plain.txt").write_bytes(NTFS_PLAIN)
+        (mount_point / "file.txt").write_bytes(NTFS_MAIN)
+        # ntfs-3g's windows streams interface maps "name:stream" to the ADS.
+        with open(f"{mount_point}/file.txt:evil", "wb") as stream:
+            stream.write(NTFS_ADS)
+        nested = mount_point / "Users" / "bob" / "AppData"
+        nested.mkdir(parents=True)
+        (nested / "nested.txt").write_bytes(NTFS_NESTED)
+        victim = mount_point / "Users" / "bob" / "wce.exe"
+        victim.write_bytes(NTFS_DELETED)
+        os.sync()
+        victim.unlink()
+
+
+def build_many_ntfs(path: Path) -> None:
+    """64 MiB NTFS with 2,000 files in 20 folders, some deleted, one folder gone."""
+    _run(["truncate", "-s", "64M", str(path)])
+    _run(["mkntfs", "-F", "-Q", "-q", str(path)])
+    with ntfs_mount(path) as mount_point:
+        for folder in range(20):
+            directory = mount_point / f"dir{folder:02d}" / "sub"
+            directory.mkdir(parents=True)
+            for number in range(100):
+                (directory / f"file{number:03d}.txt").write_bytes(b"x" * number)
+        for folder in range(0, 20, 4):
+            for number in range(0, 100, 3):
+                (mount_point / f"dir{folder:02d}/sub/file{number:03d}.txt").unlink()
+        shutil.rmtree(mount_point / "dir19")
+
+
+def build_ext2_reused_inode(path: Path, scratch: Path) -> None:
+    """ext2 where deleted /tool.exe's inode now belongs to /sub/other.txt.
+
+    Built with mke2fs and debugfs (e2fsprogs), no mount needed.
+    """
+    source = scratch / "ext-source"
+    source.mkdir()
+    (source / "keep.txt").write_bytes(b"keep\n")
+    tool = scratch / "tool.bin"
+    tool.write_bytes(b"secret tool\n")
+    other = scratch / "other.bin"
+    other.write_bytes(b"innocent file\n")
+    _run(["mke2fs", "-q", "-t", "ext2", "-d", str(source), str(path), "4M"])
+    commands = scratch / "debugfs.cmd"
+    commands.write_text(
+        "mkdir sub\n"
+        f"write {tool} tool.exe\n"
+        f"write {tool} z.txt\n"
+        "rm tool.exe\n"
+        "cd sub\n"
+        f"write {other} other.txt\n"
+    )
+    _run(["debugfs", "-w", "-f", str(commands), str(path)])
+
+
+def ntfs_mft_record_offset(image: Path, entry: int) -> int:
+    """Byte offset of MFT record entry (MFT of a fresh image is contiguous)."""
+    with open(image, "rb") as handle:
+        boot = handle.read(512)
+    bytes_per_sector = struct.unpack_from("<H", boot, 0x0B)[0]
+    sectors_per_cluster = boot[0x0D]
+    mft_cluster = struct.unpack_from("<Q", boot, 0x30)[0]
+    return mft_cluster * bytes_per_sector * sectors_per_cluster + entry * 1024
+
+
+def break_ntfs_record(image: Path, entry: int) -> None:
+    """Points the first-attribute offset of an MFT record past its end."""
+    offset = ntfs_mft_record_offset(image, entry)
+    with open(image, "r+b") as handle:
+        handle.seek(offset)
+        record = bytearray(handle.read(1024))
+        assert record[:4] == b"FILE", "not an MFT record"
+        record[0x14:0x16] = struct.pack("<H", 0x3F0)
+        handle.seek(offset)
+        handle.write(record)
+
+
+def _dos_date_time(year: int, month: int, day: int, hour: int, minute: int) -> bytes:
+    date = ((year - 1980) << 9) | (month << 5) | day
+    time = (hour << 11) | (minute << 5)
+    return struct.pack("<HH", time, date)
+
+
+def _dir_entry(name: str, attr: int, cluster: int, size: int) -> bytes:
+    if name in (".", "..") or attr == 0x08:
+        short = name.ljust(11).encode("ascii")  # label and dot entries: no 8.3 split
+    else:
+        stem, _, ext = name.partition(".")
+        short = stem.ljust(8).encode("ascii") + ext.ljust(3).encode("ascii")
+    time_date = _dos_date_time(2013, 5, 17, 10, 30)
+    time, date = time_date[:2], time_date[2:]
+    return (
+        short
+        + bytes([attr, 0, 0])
+        + time
+        + date  # creation
+        + date  # access
+        + struct.pack("<H", 0)  # high cluster
+        + time
+        + date  # modification
+        + struct.pack("<HI", cluster, size)
+    )
+
+
+def build_fat16(path: Path) -> None:
+    """16 MiB FAT16: FAT_FILES, a subdirectory and one deleted file."""
+    sector, per_cluster, reserved, fats, root_entries = 512, 4, 1, 2, 512
+    total = 32768
+    fat_sectors = 32
+    root_start = reserved + fats * fat_sectors
+    data_start = root_start + root_entries * 32 // sector
+    cluster_size = sector * per_cluster
+    image = bytearray(total * sector)
+
+    boot = bytearray(sector)
+    boot[0:3] = b"\xeb\x3c\x90"
+    boot[3:11] = b"MSDOS5.0"
+    struct.pack_into(
+        "<HBHBHHBHHHII", boot, 11,
+        sector, per_cluster, reserved, fats, root_entries, total, 0xF8,
+        fat_sectors, 32, 64, 0, 0,
+    )  # fmt: skip
+    boot[36:39] = b"\x80\x00\x29"
+    boot[39:43] = b"\x12\x34\x56\x78"
+    boot[43:54] = b"TOOLMARKS  "
+    boot[54:62] = b"FAT16   "
+    boot[510:512] = b"\x55\xaa"
+    image[0:sector] = boot
+
+    fat = [0] * (fat_sectors * sector // 2)
+    fat[0], fat[1] = 0xFFF8, 0xFFFF
+    next_cluster = 2
+
+    def store(data: bytes, chain: bool = True) -> int:
+        nonlocal next_cluster
+        first = next_cluster
+        count = max(1, -(-len(data) // cluster_size))
+        for index in range(count):
+            cluster = first + index
+            if chain:
+                fat[cluster] = 0xFFFF if index == count - 1 else cluster + 1
+            offset = (data_start + (cluster - 2) * per_cluster) * sector
+            piece = data[index * cluster_size : (index + 1) * cluster_size]
+            image[offset : offset + len(piece)] = piece
+        next_cluster += count
+        return first
+
+    root = [_dir_entry("TOOLMARKS", 0x08, 0, 0)]
+    tool = FAT_FILES["/TOOL.EXE"]
+    root.append(_dir_entry("TOOL.EXE", 0x20, store(tool), len(tool)))
+    readme = FAT_FILES["/README.TXT"]
+    root.append(_dir_entry("README.TXT", 0x20, store(readme), len(readme)))
+    # Deleted as Windows does it: first byte 0xE5, FAT chain freed.
+    deleted_cluster = store(FAT_DELETED, chain=False)
+    entry = bytearray(
+        _dir_entry("DELETED.TXT", 0x20, deleted_cluster, len(FAT_DELETED))
+    )
+    entry[0] = 0xE5
+    root.append(bytes(entry))
+    inner = FAT_FILES["/DIR1/INNER.TXT"]
+    inner_cluster = store(inner)
+    dir_cluster = next_cluster
+    directory = (
+        _dir_entry(".", 0x10, dir_cluster, 0)
+        + _dir_entry("..", 0x10, 0, 0)
+        + _dir_entry("INNER.TXT", 0x20, inner_cluster, len(inner))
+    )
+    assert store(directory) == dir_cluster
+    root.append(_dir_entry("DIR1", 0x10, dir_cluster, 0))
+
+    root_bytes = b"".join(root)
+    image[root_start * sector : root_start * sector + len(root_bytes)] = root_bytes
+    fat_bytes = struct.pack(f"<{len(fat)}H", *fat)
+    for copy in range(fats):
+        start = (reserved + copy * fat_sectors) * sector
+        image[start : start + len(fat_bytes)] = fat_bytes
+    path.write_bytes(bytes(image))
+
+
+def build_gpt(path: Path, ntfs: Path, fat: Path) -> tuple[int, int]:
+    """GPT disk with ntfs in p1 and fat in p2; returns their start sectors."""
+    ntfs_sectors = ntfs.stat().st_size // 512
+    fat_sectors = fat.stat().st_size // 512
+    first, second = 2048, 2048 + ntfs_sectors
+    total = (second + fat_sectors + 2048) * 512
+    _run(["truncate", "-s", str(total), str(path)])
+    layout = (
+        "label: gpt\n"
+        f"start={first}, size={ntfs_sectors}, "
+        "type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n"
+        f"start={second}, size={fat_sectors}, "
+        "type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n"
+    )
+    _run(["sfdisk", "-q", str(path)], input=layout.encode())
+    with open(path, "r+b") as disk:
+        for start, source in ((first, ntfs), (second, fat)):
+            disk.seek(start * 512)
+            disk.write(source.read_bytes())
+    return first, second
+
+
+def build_mbr_past_end(path: Path, ext_image: Path) -> None:
+    """4 MiB MBR disk: p1 holds ext_image, p2 runs past the end, p3 starts past it."""
+    size = 4 * 1024 * 1024
+    disk = bytearray(size)
+    data = ext_image.read_bytes()
+    disk[2048 * 512 : 2048 * 512 + len(data)] = data
+
+    def entry(kind: int, start: int, count: int) -> bytes:
+        return bytes([0, 0, 0, 0, kind, 0, 0, 0]) + struct.pack("<II", start, count)
+
+    table = (
+        entry(0x83, 2048, 2048)
+        + entry(0x83, 4096, 1_000_000)
+        + entry(0x07, 9_000_000, 2048)
+        + bytes(16)
+    )
+    disk[446:510] = table
+    disk[510:512] = b"\x55\xaa"
+    path.write_bytes(bytes(disk))
+
+
+def build_mbr_around(volume: Path, target: Path) -> int:
+    """Sparse MBR disk with volume as partition 1 at sector 2048; returns offset."""
+    offset = 2048 * 512
+    size = volume.stat().st_size
+    sectors = -(-size // 512)
+    table = bytes([0, 0, 0, 0, 0x07, 0, 0, 0]) + struct.pack("<II", 2048, sectors)
+    with open(volume, "rb") as source:
+        _write_sparse(
+            lambda length, at: _read_at(source, at - offset, length, offset),
+            offset + sectors * 512,
+            target,
+        )
+    with open(target, "r+b") as disk:
+        disk.seek(446)
+        disk.write(table + bytes(48))
+        disk.write(b"\x55\xaa")
+    return offset
+
+
+def _read_at(source, at: int, length: int, offset: int) -> bytes:
+    """Reads the volume for the disk range [at, at + length), zeros before it."""
+    if at < 0:
+        head = min(-at, length)
+        return bytes(head) + _read_at(source, 0, length - head, offset)
+    source.seek(at)
+    data = source.read(length)
+    return data + bytes(length - len(data))
+
+
+def build_ewf(raw: Path, target: Path) -> Path:
+    """Split E01 (4 MiB segments) of raw by ewfacquirestream; returns the .E01."""
+    with open(raw, "rb") as source:
+        _run(
+            [
+                "ewfacquirestream", "-q", "-d", "sha1", "-S", str(4 * 1024 * 1024),
+                "-C", "case-42", "-D", "toolmarks test", "-E", "ev-1",
+                "-e", "examiner", "-N", "notes", "-t", str(target),
+            ],
+            stdin=source,
+        )  # fmt: skip
+    return target.with_suffix(".E01")
+
+
+def _write_sparse(read_at, size: int, target: Path) -> None:
+    """Copies size bytes from read_at(length, offset) without the zero blocks."""
+    block = 1 << 20
+    zero = bytes(block)
+    with open(target, "wb") as out:
+        offset = 0
+        while offset < size:
+            data = read_at(min(block, size - offset), offset)
+            if not data:
+                raise AssertionError(f"short read at {offset} while copying")
+            if data != zero[: len(data)]:
+                out.seek(offset)
+                out.write(data)
+            offset += len(data)
+        out.truncate(size)
+
+
+def qcow_to_raw(source: Path, target: Path) -> None:
+    """Raw copy of a QCOW image through pyqcow (for fls, which cannot read QCOW)."""
+    import pyqcow
+
+    qcow = pyqcow.file()
+    qcow.open(str(source))
+    try:
+        _write_sparse(qcow.read_buffer_at_offset, qcow.get_media_size(), target)
+    finally:
+        qcow.close()
+
+
+def vss_stores_to_raw(source: Path, directory: Path) -> list[Path]:
+    """Raw copies of every VSS store of a QCOW-wrapped NTFS volume (pyvshadow)."""
+    import pyqcow
+    import pyvshadow
+
+    qcow = pyqcow.file()
+    qcow.open(str(source))
+    volume = pyvshadow.volume()
+    volume.open_file_object(qcow)
+    paths = []
+    try:
+        for index in range(volume.number_of_stores):
+            store = volume.get_store(index)
+            target = directory / f"vss{index + 1}.raw"
+            _write_sparse(store.read_buffer_at_offset, store.volume_size, target)
+            paths.append(target)
+    finally:
+        volume.close()
+        qcow.close()
+    return paths
+
+
+def digest_of(path: Path, name: str = "md5") -> str:
+    digest = hashlib.new(name)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,177 @@
+"""Data types of the evidence layer: volumes, file items and the error type."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from dfvfs.resolver import resolver
+
+
+class EvidenceError(Exception):
+    """The image cannot be opened at all, or a request cannot be served."""
+
+
+class SharedReader(io.RawIOBase):
+    """Private read position over a dfvfs file object.
+
+    dfvfs caches file objects per path spec, so two opens of the same spec (or
+    TSK reading the volume underneath) share one offset. Seeking before every
+    read keeps each reader's position its own.
+    """
+
+    def __init__(self, file_object: Any, name: str) -> None:
+        super().__init__()
+        self._file_object = file_object
+        self._size = file_object.get_size()
+        self._offset = 0
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._offset
+
+    def get_size(self) -> int:
+        """Size in bytes (dfvfs file object style)."""
+        return self._size
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self._offset
+        elif whence == os.SEEK_END:
+            offset += self._size
+        elif whence != os.SEEK_SET:
+            raise ValueError(f"invalid whence: {whence}")
+        if offset < 0:
+            raise OSError(f"{self.name}: negative seek offset")
+        self._offset = offset
+        return offset
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        remaining = self._size - self._offset
+        if remaining <= 0:
+            return b""
+        if size is None or size < 0 or size > remaining:
+            size = remaining
+        try:
+            self._file_object.seek(self._offset, os.SEEK_SET)
+            data = self._file_object.read(size)
+        except Exception as exception:  # dfvfs back ends raise many types
+            raise OSError(
+                f"{self.name}: read error at offset {self._offset}: {exception}"
+            ) from exception
+        self._offset += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Volume:
+    """One file system found in the image.
+
+    label is "" for a bare file system, "p1", "p5" for partitions (the dfvfs
+    location without "/"), "p1/vss1" or "vss1" for Volume Shadow Copy stores.
+    path_spec is the dfvfs path spec of the volume the file system lives on
+    (partition, VSS store or the whole media); fs_path_spec is the path spec
+    of the file system root itself, ready for dfvfs' OpenFileSystem.
+    """
+
+    label: str
+    path_spec: Any
+    fs_type: str
+    offset: int | None
+    size: int | None
+    fs_path_spec: Any = dataclasses.field(default=None, compare=False)
+    # "TSK" when The Sleuth Kit reads it (deleted entries, ADS), else the dfvfs
+    # back end type indicator used as a fallback (allocated entries only).
+    backend: str = dataclasses.field(default="TSK", compare=False)
+    # VSS store number (1-based) or None for a current volume.
+    vss_store: int | None = None
+
+    @property
+    def display_label(self) -> str:
+        """Label for messages: the label, or "volume" for a bare file system."""
+        return self.label or "volume"
+
+
+@dataclasses.dataclass(eq=False)
+class FileItem:
+    """One file entry or one NTFS data stream of a file entry.
+
+    Directories are items too (is_file False, size 0). A named NTFS data stream
+    (alternate data stream, ADS) is its own item with stream set; its is_file is
+    True even when it hangs off a directory, since it is a byte stream.
+    reallocated is True for a deleted name whose metadata entry now belongs to
+    another file: its times, size and content are that other file's.
+    has_metadata is False for deleted names whose metadata is gone (e.g. ext
+    names with inode 0): there is nothing to read.
+    """
+
+    volume: Volume
+    path: str
+    stream: str
+    inode: int | None
+    size: int
+    allocated: bool
+    is_file: bool
+    times: dict[str, Any]
+    path_spec: Any
+    is_dir: bool = False
+    reallocated: bool = False
+    has_metadata: bool = True
+    _opener: Callable[[], BinaryIO] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    @property
+    def display_path(self) -> str:
+        """Where the item is, as "<label>:<path>[:<stream>]" ("<path>..." if no label)."""
+        text = f"{self.volume.label}:{self.path}" if self.volume.label else self.path
+        if self.stream:
+            text = f"{text}:{self.stream}"
+        return text
+
+    def open(self) -> BinaryIO:
+        """Opens this stream read-only (read, seek, tell).
+
+        Raises:
+          OSError: for directories, names without metadata, unreadable data.
+        """
+        if self.is_dir and not self.stream:
+            raise IsADirectoryError(f"{self.display_path}: is a directory")
+        if not self.has_metadata:
+            raise OSError(f"{self.display_path}: deleted name without metadata")
+        if self._opener is not None:
+            return self._opener()
+        # A FileItem that crossed a process boundary has no opener: dfvfs can
+        # still resolve its path spec on its own.
+        try:
+            file_object = resolver.Resolver.OpenFileObject(self.path_spec)
+        except Exception as exception:  # dfvfs raises many error types
+            raise OSError(f"{self.display_path}: {exception}") from exception
+        if file_object is None:
+            raise OSError(f"{self.display_path}: cannot be opened")
+        return SharedReader(file_object, self.display_path)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The opener holds pytsk3 handles, which cannot be pickled.
+        state = dict(self.__dict__)
+        state["_opener"] = None
+        return state

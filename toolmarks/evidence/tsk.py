@@ -1,0 +1,538 @@
+"""Walking and reading file systems with The Sleuth Kit (pytsk3).
+
+TSK is used instead of dfvfs' own back ends because it lists deleted names
+(directory slack, orphan entries) and NTFS alternate data streams. The walk
+talks to pytsk3 directly: building a dfvfs file entry per name would cost
+several extra look-ups for every entry.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytsk3
+from dfdatetime import definitions as dfdatetime_definitions
+from dfvfs.lib import tsk_time
+from dfvfs.path import factory as path_spec_factory
+
+from toolmarks.evidence.model import FileItem, Volume
+
+Warn = Callable[[str, str], None]
+
+_T = pytsk3  # short alias for the many enum look-ups below
+
+# pytsk3 enums are unhashable, so every look-up goes through int().
+FS_TYPE_NAMES = {
+    int(_T.TSK_FS_TYPE_NTFS): "NTFS",
+    int(_T.TSK_FS_TYPE_FAT12): "FAT",
+    int(_T.TSK_FS_TYPE_FAT16): "FAT",
+    int(_T.TSK_FS_TYPE_FAT32): "FAT",
+    int(_T.TSK_FS_TYPE_EXFAT): "EXFAT",
+    int(_T.TSK_FS_TYPE_EXT2): "EXT",
+    int(_T.TSK_FS_TYPE_EXT3): "EXT",
+    int(_T.TSK_FS_TYPE_EXT4): "EXT",
+    int(_T.TSK_FS_TYPE_HFS): "HFS",
+    int(_T.TSK_FS_TYPE_ISO9660): "ISO9660",
+    int(_T.TSK_FS_TYPE_FFS1): "UFS",
+    int(_T.TSK_FS_TYPE_FFS1B): "UFS",
+    int(_T.TSK_FS_TYPE_FFS2): "UFS",
+    int(_T.TSK_FS_TYPE_YAFFS2): "YAFFS2",
+    int(_T.TSK_FS_TYPE_APFS): "APFS",
+}
+
+_NAME_ALLOC = int(_T.TSK_FS_NAME_FLAG_ALLOC)
+_META_ALLOC = int(_T.TSK_FS_META_FLAG_ALLOC)
+_META_REG = int(_T.TSK_FS_META_TYPE_REG)
+_META_DIRS = (int(_T.TSK_FS_META_TYPE_DIR), int(_T.TSK_FS_META_TYPE_VIRT_DIR))
+_NAME_REG = int(_T.TSK_FS_NAME_TYPE_REG)
+_NAME_DIRS = (int(_T.TSK_FS_NAME_TYPE_DIR), int(_T.TSK_FS_NAME_TYPE_VIRT_DIR))
+_ATTR_NTFS_DATA = int(_T.TSK_FS_ATTR_TYPE_NTFS_DATA)
+
+# What pytsk3 raises on damaged entries; anything else is a bug and surfaces.
+_ENTRY_ERRORS = (OSError, RuntimeError, ValueError, AttributeError, TypeError)
+
+# Which time stamps a file system really has, as dfvfs' TSKFileEntry decides;
+# TSK fills the others with 0.
+_EXT = {int(_T.TSK_FS_TYPE_EXT2), int(_T.TSK_FS_TYPE_EXT3), int(_T.TSK_FS_TYPE_EXT4)}
+_FAT = {
+    int(_T.TSK_FS_TYPE_FAT12),
+    int(_T.TSK_FS_TYPE_FAT16),
+    int(_T.TSK_FS_TYPE_FAT32),
+    int(_T.TSK_FS_TYPE_EXFAT),
+}
+_NTFS = int(_T.TSK_FS_TYPE_NTFS)
+_HFS = int(_T.TSK_FS_TYPE_HFS)
+_UFS = {int(_T.TSK_FS_TYPE_FFS1), int(_T.TSK_FS_TYPE_FFS1B), int(_T.TSK_FS_TYPE_FFS2)}
+_ISO = int(_T.TSK_FS_TYPE_ISO9660)
+_YAFFS = int(_T.TSK_FS_TYPE_YAFFS2)
+_HAS_NANO = {
+    int(_T.TSK_FS_TYPE_EXFAT),
+    int(_T.TSK_FS_TYPE_EXT4),
+    int(_T.TSK_FS_TYPE_FFS2),
+    _HFS,
+    _NTFS,
+}
+
+
+def _time_fields(ftype: int) -> tuple[tuple[str, str], ...]:
+    """(our key, TSK meta attribute) pairs of the times ftype records."""
+    fields = []
+    if ftype in _FAT or ftype in (int(_T.TSK_FS_TYPE_EXT4), _NTFS, _HFS, _ISO):
+        fields.append(("creation", "crtime"))
+    if (
+        ftype in _EXT
+        or ftype in _FAT
+        or ftype in _UFS
+        or ftype in (_NTFS, _HFS, _YAFFS)
+    ):
+        fields.append(("modification", "mtime"))
+        fields.append(("access", "atime"))
+    if ftype in _EXT or ftype in _UFS or ftype in (_NTFS, _HFS, _YAFFS):
+        fields.append(("change", "ctime"))
+    return tuple(fields)
+
+
+class TSKStream(io.RawIOBase):
+    """Read-only file-like object over one TSK attribute (data stream)."""
+
+    def __init__(
+        self,
+        tsk_file: Any,
+        size: int,
+        attr_type: int | None,
+        attr_id: int | None,
+        name: str,
+    ) -> None:
+        super().__init__()
+        self._file = tsk_file
+        self._size = size
+        self._attr_type = attr_type
+        self._attr_id = attr_id
+        self._offset = 0
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._offset
+
+    def get_size(self) -> int:
+        """Size of the stream in bytes (dfvfs file object style)."""
+        return self._size
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self._offset
+        elif whence == os.SEEK_END:
+            offset += self._size
+        elif whence != os.SEEK_SET:
+            raise ValueError(f"invalid whence: {whence}")
+        if offset < 0:
+            raise OSError(f"{self.name}: negative seek offset")
+        self._offset = offset
+        return offset
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        remaining = self._size - self._offset
+        if remaining <= 0:
+            return b""
+        if size is None or size < 0 or size > remaining:
+            size = remaining
+        chunks = []
+        wanted = size
+        # TSK may return short reads (sparse runs, end of a run); loop so the
+        # caller gets exactly what it asked for up to the end of the stream.
+        while wanted > 0:
+            try:
+                if self._attr_type is None:
+                    data = self._file.read_random(self._offset, wanted)
+                else:
+                    data = self._file.read_random(
+                        self._offset, wanted, self._attr_type, self._attr_id
+                    )
+            except OSError as exception:
+                raise OSError(
+                    f"{self.name}: read error at offset {self._offset}: {exception}"
+                ) from exception
+            if not data:
+                # TSK returns nothing past an attribute's initialized size
+                # (e.g. $BadClus:$Bad); NTFS defines those bytes as zeros.
+                data = bytes(wanted)
+            chunks.append(data)
+            self._offset += len(data)
+            wanted -= len(data)
+        return b"".join(chunks)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+
+class TSKFileSystem:
+    """An open TSK file system of one volume."""
+
+    def __init__(self, fs_info: Any, keep_alive: Any = None) -> None:
+        self.fs_info = fs_info
+        # The dfvfs file system object owns the image file object TSK reads
+        # through; dropping it would close the image under TSK's feet.
+        self._keep_alive = keep_alive
+        self.ftype = int(fs_info.info.ftype)
+        self.fs_type = FS_TYPE_NAMES.get(self.ftype, "TSK")
+        self.is_ntfs = self.ftype == _NTFS
+        self.root_inum = int(fs_info.info.root_inum)
+        self._time_fields = _time_fields(self.ftype)
+        self._precision = None
+        if self.ftype in (int(_T.TSK_FS_TYPE_EXT2), int(_T.TSK_FS_TYPE_EXT3)):
+            self._precision = dfdatetime_definitions.PRECISION_1_SECOND
+        elif self.ftype == _NTFS:
+            self._precision = dfdatetime_definitions.PRECISION_100_NANOSECONDS
+        self._has_nano = self.ftype in _HAS_NANO
+        self._is_fat = self.ftype in _FAT
+
+    def times(self, meta: Any) -> dict[str, Any]:
+        """dfdatetime values of the times this file system records."""
+        result = {}
+        for key, field in self._time_fields:
+            timestamp = getattr(meta, field, None)
+            if timestamp is None:
+                continue
+            fraction = getattr(meta, f"{field}_nano", None) if self._has_nano else None
+            # TSK reports 0 for times an entry does not have (ext4 crtime of
+            # old inodes, $OrphanFiles, FAT entries without a date).
+            if timestamp == 0 and not fraction:
+                continue
+            precision = self._precision
+            if self._is_fat:
+                precision = (
+                    dfdatetime_definitions.PRECISION_1_DAY
+                    if field == "atime"
+                    else dfdatetime_definitions.PRECISION_2_SECONDS
+                )
+            value = tsk_time.TSKTime(
+                fraction_of_second=fraction, precision=precision, timestamp=timestamp
+            )
+            # TSK converts FAT's local date and time as if it were UTC.
+            value.is_local_time = self._is_fat
+            result[key] = value
+        return result
+
+    def open_stream(
+        self,
+        inode: int,
+        attr_type: int | None,
+        attr_id: int | None,
+        size: int,
+        name: str,
+    ) -> TSKStream:
+        """Opens one data stream of the metadata entry inode."""
+        try:
+            tsk_file = self.fs_info.open_meta(inode=inode)
+        except OSError as exception:
+            raise OSError(f"{name}: cannot open entry {inode}: {exception}") from None
+        return TSKStream(tsk_file, size, attr_type, attr_id, name)
+
+    def opener(
+        self,
+        inode: int,
+        attr_type: int | None,
+        attr_id: int | None,
+        size: int,
+        name: str,
+    ) -> Callable[[], TSKStream]:
+        """A no-argument callable that opens the stream (for FileItem.open)."""
+        # partial is cheaper than a closure, which matters once per entry.
+        return functools.partial(
+            self.open_stream, inode, attr_type, attr_id, size, name
+        )
+
+
+def _decode(name: bytes | str | None) -> str:
+    if name is None:
+        return ""
+    if isinstance(name, str):
+        return name
+    # TSK hands out UTF-8; keep undecodable bytes visible instead of failing.
+    return name.decode("utf-8", "backslashreplace")
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}{name}" if parent.endswith("/") else f"{parent}/{name}"
+
+
+class _Entry:
+    """What the walk learnt about one directory entry."""
+
+    __slots__ = (
+        "meta",
+        "meta_addr",
+        "name_alloc",
+        "name_type",
+        "path",
+        "realloc",
+        "tsk_file",
+    )
+
+
+def _make_path_spec(
+    volume: Volume, inode: int | None, path: str, stream: str | None
+) -> Any:
+    kwargs: dict[str, Any] = {"location": path, "parent": volume.path_spec}
+    if inode is not None:
+        kwargs["inode"] = inode
+    if stream:
+        kwargs["data_stream"] = stream
+    return path_spec_factory.Factory.NewPathSpec("TSK", **kwargs)
+
+
+class TSKWalker:
+    """Walks every name of a TSK file system, deleted ones included."""
+
+    def __init__(self, fs: TSKFileSystem, volume: Volume, warn: Warn) -> None:
+        self._fs = fs
+        self._volume = volume
+        self._warn = warn
+
+    def _where(self, path: str) -> str:
+        return f"{self._volume.label}:{path}" if self._volume.label else path
+
+    def _open_dir(self, inode: int, path: str) -> Iterator[Any] | None:
+        try:
+            return iter(self._fs.fs_info.open_dir(inode=inode))
+        except (OSError, RuntimeError) as exception:
+            self._warn(self._where(path), f"cannot read directory: {exception}")
+            return None
+
+    def walk(self) -> Iterator[FileItem]:
+        fs = self._fs
+        root = fs.root_inum
+        # Names of the root directory's own ADS, which no directory lists.
+        try:
+            root_file = fs.fs_info.open_meta(inode=root)
+            if fs.is_ntfs:
+                yield from self._named_streams(
+                    root_file, root_file.info.meta, "/", True
+                )
+        except _ENTRY_ERRORS as exception:
+            self._warn(self._where("/"), f"cannot read root entry: {exception}")
+
+        visited = {root}
+        first = self._open_dir(root, "/")
+        if first is None:
+            return
+        # An explicit stack keeps deep trees off Python's recursion limit and
+        # gives the same pre-order as `fls -r`.
+        stack: list[tuple[Iterator[Any], str]] = [(first, "/")]
+        while stack:
+            directory, dir_path = stack[-1]
+            try:
+                tsk_file = next(directory)
+            except StopIteration:
+                stack.pop()
+                continue
+            except (OSError, RuntimeError) as exception:
+                self._warn(
+                    self._where(dir_path), f"directory listing cut short: {exception}"
+                )
+                stack.pop()
+                continue
+            try:
+                entry = self._entry(tsk_file, dir_path)
+            except _ENTRY_ERRORS as exception:
+                self._warn(self._where(dir_path), f"unreadable entry: {exception}")
+                continue
+            if entry is None:
+                continue
+            try:
+                yield from self._items(entry)
+            except _ENTRY_ERRORS as exception:
+                # Still descend below: a directory whose streams cannot be
+                # listed may well have readable children.
+                self._warn(self._where(entry.path), f"unreadable entry: {exception}")
+            meta = entry.meta
+            if (
+                meta is not None
+                and int(meta.type) in _META_DIRS
+                and not entry.realloc
+                and int(meta.addr) not in visited
+            ):
+                visited.add(int(meta.addr))
+                sub = self._open_dir(int(meta.addr), entry.path)
+                if sub is not None:
+                    stack.append((sub, entry.path))
+
+    def _entry(self, tsk_file: Any, dir_path: str) -> _Entry | None:
+        info = tsk_file.info
+        name_info = info.name
+        raw_name = name_info.name
+        if raw_name in (b".", b"..", ".", ".."):
+            return None
+        entry = _Entry()
+        entry.path = _join(dir_path, _decode(raw_name))
+        entry.name_alloc = bool(int(name_info.flags) & _NAME_ALLOC)
+        entry.meta_addr = int(name_info.meta_addr)
+        entry.name_type = int(name_info.type)
+        entry.tsk_file = tsk_file
+        meta = info.meta
+        # pytsk3 leaves meta empty for most deleted names; load it ourselves,
+        # as fls does. Inode 0 means "no inode" except on NTFS ($MFT), whose
+        # $MFT entry is always allocated and so already has its meta.
+        if meta is None and entry.meta_addr:
+            try:
+                entry.tsk_file = self._fs.fs_info.open_meta(inode=entry.meta_addr)
+                meta = entry.tsk_file.info.meta
+            except OSError:
+                meta = None
+        entry.meta = meta
+        entry.realloc = False
+        if meta is not None and not entry.name_alloc:
+            if int(meta.flags) & _META_ALLOC:
+                entry.realloc = True
+            elif self._fs.is_ntfs:
+                # NTFS bumps an entry's sequence number when it is freed; a
+                # larger gap means the entry was reused by another file since.
+                gap = (int(meta.seq) - int(name_info.meta_seq)) & 0xFFFF
+                entry.realloc = gap > 1
+        return entry
+
+    def _items(self, entry: _Entry) -> Iterator[FileItem]:
+        fs = self._fs
+        meta = entry.meta
+        name_type = entry.name_type
+        if meta is None:
+            is_dir = name_type in _NAME_DIRS
+            is_file = name_type == _NAME_REG
+            inode = entry.meta_addr or None
+            yield FileItem(
+                volume=self._volume,
+                path=entry.path,
+                stream="",
+                inode=inode,
+                size=0,
+                allocated=entry.name_alloc,
+                is_file=is_file,
+                times={},
+                path_spec=_make_path_spec(self._volume, inode, entry.path, None),
+                is_dir=is_dir,
+                has_metadata=False,
+            )
+            return
+        meta_type = int(meta.type)
+        inode = int(meta.addr)
+        is_dir = meta_type in _META_DIRS
+        is_file = meta_type == _META_REG
+        allocated = entry.name_alloc and bool(int(meta.flags) & _META_ALLOC)
+        times = fs.times(meta)
+        size = int(meta.size) if is_file else 0
+        item = FileItem(
+            volume=self._volume,
+            path=entry.path,
+            stream="",
+            inode=inode,
+            size=size,
+            allocated=allocated,
+            is_file=is_file,
+            times=times,
+            path_spec=_make_path_spec(self._volume, inode, entry.path, None),
+            is_dir=is_dir,
+            reallocated=entry.realloc,
+        )
+        if is_file:
+            item._opener = fs.opener(inode, None, None, size, item.display_path)
+        yield item
+        if fs.is_ntfs:
+            yield from self._named_streams(
+                entry.tsk_file, meta, entry.path, allocated, entry.realloc, times
+            )
+
+    def _named_streams(
+        self,
+        tsk_file: Any,
+        meta: Any,
+        path: str,
+        allocated: bool,
+        realloc: bool = False,
+        times: dict[str, Any] | None = None,
+    ) -> Iterator[FileItem]:
+        """One item per named $DATA attribute (alternate data stream)."""
+        inode = int(meta.addr)
+        if times is None:
+            times = self._fs.times(meta)
+        for attribute in tsk_file:
+            attr_info = attribute.info
+            if int(attr_info.type) != _ATTR_NTFS_DATA or not attr_info.name:
+                continue
+            stream = _decode(attr_info.name)
+            size = int(attr_info.size)
+            item = FileItem(
+                volume=self._volume,
+                path=path,
+                stream=stream,
+                inode=inode,
+                size=size,
+                allocated=allocated,
+                is_file=True,
+                times=times,
+                path_spec=_make_path_spec(self._volume, inode, path, stream),
+                reallocated=realloc,
+            )
+            item._opener = self._fs.opener(
+                inode, _ATTR_NTFS_DATA, int(attr_info.id), size, item.display_path
+            )
+            yield item
+
+
+def lookup(
+    fs: TSKFileSystem, volume: Volume, path: str, stream: str = ""
+) -> FileItem | None:
+    """The item of one allocated path (and stream), or None if absent."""
+    try:
+        tsk_file = fs.fs_info.open(path)
+    except OSError:
+        return None
+    meta = tsk_file.info.meta
+    if meta is None:
+        return None
+    inode = int(meta.addr)
+    meta_type = int(meta.type)
+    is_dir = meta_type in _META_DIRS
+    is_file = meta_type == _META_REG
+    times = fs.times(meta)
+    if stream:
+        for attribute in tsk_file:
+            attr_info = attribute.info
+            if (
+                int(attr_info.type) == _ATTR_NTFS_DATA
+                and _decode(attr_info.name) == stream
+            ):
+                size = int(attr_info.size)
+                item = FileItem(
+                    volume, path, stream, inode, size, True, True, times,
+                    _make_path_spec(volume, inode, path, stream),
+                )  # fmt: skip
+                item._opener = fs.opener(
+                    inode, _ATTR_NTFS_DATA, int(attr_info.id), size, item.display_path
+                )
+                return item
+        return None
+    size = int(meta.size) if is_file else 0
+    item = FileItem(
+        volume, path, "", inode, size, True, is_file, times,
+        _make_path_spec(volume, inode, path, None), is_dir=is_dir,
+    )  # fmt: skip
+    if is_file:
+        item._opener = fs.opener(inode, None, None, size, item.display_path)
+    return item
