@@ -49,7 +49,9 @@ Description format (YAML; sizes are bytes or strings like ``64 KiB``)::
                                   #   random: {size: 40 MiB, seed: 7}
                                   #   copy: ../shared/test_data/real/...
                                   #         (relative to the project root;
-                                  #          decompress: xz|gzip optional)
+                                  #          decompress: xz|gzip optional;
+                                  #          hivex: a hivexsh script run on
+                                  #          the copy, to plant registry keys)
         strings:                  # optional, overwrite bytes of the content
           - {offset: -100, value: "Windows Credentials Editor"}   # <0: from end
           - {offset: 0, value: ZXHttpServer, encoding: wide}      # UTF-16LE
@@ -267,6 +269,8 @@ def _parse_content(
         raise ScenarioError(f"{where}: 'encoding' only applies to text")
     if kind != "copy" and "decompress" in spec:
         raise ScenarioError(f"{where}: 'decompress' only applies to copy")
+    if kind != "copy" and "hivex" in spec:
+        raise ScenarioError(f"{where}: 'hivex' only applies to copy")
     if kind == "text":
         if not isinstance(value, str):
             raise ScenarioError(f"{where}: text must be a string")
@@ -298,8 +302,28 @@ def _parse_content(
             data = source.read_bytes()
         else:
             raise ScenarioError(f"{where}: decompress must be xz or gzip")
+        if "hivex" in spec:
+            data = _edit_hive(data, spec["hivex"], where)
     data, markers = _insert_strings(data, spec.get("strings", []), where)
     return data, kind, markers
+
+
+def _edit_hive(data: bytes, script: Any, where: str) -> bytes:
+    """A registry hive with a hivexsh script applied (keys planted in a real hive)."""
+    if not isinstance(script, str):
+        raise ScenarioError(f"{where}: hivex must be a hivexsh script (a string)")
+    if shutil.which("hivexsh") is None:
+        raise ScenarioError(f"{where}: hivexsh not found (Debian package libhivex-bin)")
+    with tempfile.TemporaryDirectory() as folder:
+        hive = Path(folder) / "hive"
+        hive.write_bytes(data)
+        result = subprocess.run(
+            ["hivexsh", "-w", str(hive)], input=script.rstrip("\n") + "\ncommit\n",
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0 or result.stderr.strip():
+            raise ScenarioError(f"{where}: hivexsh failed: {result.stderr.strip()}")
+        return hive.read_bytes()
 
 
 def _insert_strings(
@@ -364,6 +388,7 @@ _FILE_KEYS = (
     *_CONTENT_KEYS,
     "encoding",
     "decompress",
+    "hivex",
     "strings",
     "time",
     "deleted",

@@ -115,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
         if args.json_log:
             log("warning", location=location, message=message)
         else:
-            print(f"toolmarks: warning: {printable(location)}: {printable(message)}",
-                  file=sys.stderr)
+            print(
+                f"toolmarks: warning: {printable(location)}: {printable(message)}",
+                file=sys.stderr,
+            )
 
     try:
         evidence = Evidence(
@@ -125,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
     except EvidenceError as error:
         print(f"toolmarks: error: {printable(str(error))}", file=sys.stderr)
         return 2
+    verifier = None
+    if evidence.image_info.get("format") == "ewf" and not args.no_verify:
+        from toolmarks.evidence.verify import EwfVerifier
+
+        verifier = EwfVerifier(str(image))
     try:
         image_info = dict(evidence.image_info)
         mode = "json" if args.json_log else "bar" if sys.stderr.isatty() else "none"
@@ -137,14 +144,36 @@ def run(args: argparse.Namespace) -> int:
             progress.close()
     finally:
         evidence.close()
+    if verifier is not None:
+        verification = verifier.result()
+        image_info["verification"] = verification.as_dict(
+            int(image_info.get("bytes_per_sector") or 512)
+        )
+        if verification.ok is False:
+            ranges = ", ".join(f"sectors {a}-{b}" for a, b in verification.bad_sectors)
+            warn(
+                str(image),
+                f"EWF verification failed: {verification.problem}"
+                + (
+                    f"; checksum errors in {ranges} (data read there is zeros or "
+                    "garbage: hits and misses in files on them are unreliable)"
+                    if ranges
+                    else ""
+                ),
+            )
+        elif verification.ok is None:
+            warn(str(image), f"EWF image not verified: {verification.problem}")
     result.warnings = warnings + result.warnings
     for item in result.warnings[len(warnings) :] + result.unreadable:
         text = item.get("message") or item.get("problem")
         if args.json_log:
             log("warning", **item)
         else:
-            print(f"toolmarks: warning: {printable(item['location'])}: "
-                  f"{printable(str(text))}", file=sys.stderr)
+            print(
+                f"toolmarks: warning: {printable(item['location'])}: "
+                f"{printable(str(text))}",
+                file=sys.stderr,
+            )
     return write_outputs(
         args,
         outdir,
@@ -319,6 +348,12 @@ def add_parser(commands, add_indicator_options) -> None:
         action="store_true",
         help="also match the content of NTFS metadata files ($MFT, "
         "$LogFile, $Extend\\…), which echo every file name",
+    )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not check an E01's chunk checksums and stored MD5 (ewfverify, "
+        "run beside the scan)",
     )
     parser.add_argument(
         "--json-log",

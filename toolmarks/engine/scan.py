@@ -142,6 +142,14 @@ class Scanner:
             for ind in self.compiled.filenames.match(windows_path(item)):
                 matches.append(Match.of(ind, windows_path(item)))
         attributes: dict[str, Any] = {}
+        if item.allocated and not item.has_metadata:
+            result.unreadable.append(
+                {
+                    "location": item.display_path,
+                    "problem": f"entry {item.inode}: metadata cannot be read (corrupted "
+                    "or missing): only the name in its directory is known",
+                }
+            )
         if item.is_file and item.size > 0 and item.has_metadata:
             cap = self.options.max_file_size
             if item.reallocated:
@@ -241,6 +249,8 @@ class Scanner:
             )
         result.count(f"{kind}_files")
         for message in parsed.warnings:
+            # The parsers name the source themselves; the location already does.
+            message = message.removeprefix(f"{source}: ")
             result.warnings.append({"location": source, "message": message})
         for trace in parsed.traces:
             trace.attributes.setdefault("allocated", item.allocated)
@@ -312,7 +322,8 @@ def run_unit(
         unit.image,
         partitions=options.partitions,
         vss=options.vss,
-        warn=warn if unit.index == 0 else None,
+        # Every unit walks the whole volume; one of them reports.
+        warn=warn if unit.index == 0 else lambda *_: None,
     )
     try:
         volume = next(v for v in evidence.volumes() if v.label == unit.volume_label)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any, Self
 
@@ -395,12 +396,69 @@ class Evidence:
             self._scan_volume_system(vs_spec, label, offset, top)
             return
 
+        if top and vs_spec is None and self._scan_raw_mbr(spec):
+            return
         volume = self._add_file_system(spec, label, offset, size, None)
         # A bare image without a file system ends in EvidenceError instead.
         if volume is None and label:
             self._warn(self._where(label), "no supported file system found")
         if vs_spec is not None:
             self._scan_shadow_copies(vs_spec, label, offset)
+
+    def _scan_raw_mbr(self, media_spec: Any) -> bool:
+        """Reads the primary entries of an MBR that TSK refused as a whole.
+
+        TSK rejects a whole table for one bad entry (e.g. a partition starting
+        past the end of the image); the good partitions are still evidence.
+        """
+        try:
+            reader = self._open_spec(media_spec, self._where(""))
+            reader.seek(0)
+            sector = reader.read(512)
+        except OSError:
+            return False
+        entries = _mbr_entries(sector)
+        if not entries:
+            return False
+        self._warn(
+            self._where(""),
+            "the MBR partition table was refused by The Sleuth Kit; its primary "
+            "entries are read directly (extended partitions are not)",
+        )
+        self.image_info["partition_table"] = "MBR"
+        self.image_info.setdefault("partitions", [])
+        media_size = self._media_size
+        for number, (kind, start, size) in entries:
+            label = f"p{number}"
+            if self._partitions is not None and number not in self._partitions:
+                continue
+            record = self._record_partition(label, start, size, f"type 0x{kind:02x}")
+            if media_size is not None and start >= media_size:
+                self._warn(
+                    label,
+                    f"partition starts (offset {start}) past the end of the image "
+                    f"(size {media_size}): skipped",
+                )
+                continue
+            if media_size is not None and start + size > media_size:
+                self._warn(
+                    label,
+                    f"partition (offset {start}, size {size}) extends past the end "
+                    f"of the image (size {media_size}); only its first "
+                    f"{media_size - start} bytes can be read",
+                )
+                size = media_size - start
+            sub_spec = path_spec_factory.Factory.NewPathSpec(
+                definitions.TYPE_INDICATOR_DATA_RANGE,
+                range_offset=start,
+                range_size=size,
+                parent=media_spec,
+            )
+            count = len(self._volumes)
+            self._scan(sub_spec, label, start, size, top=False)
+            if len(self._volumes) > count:
+                record["fs_type"] = self._volumes[count].fs_type
+        return True
 
     def _sub_volumes(
         self, vs_spec: Any
@@ -613,6 +671,29 @@ class Evidence:
         self._file_systems[label] = file_system
         self._volumes.append(volume)
         return volume
+
+
+def _mbr_entries(sector: bytes) -> list[tuple[int, tuple[int, int, int]]]:
+    """(number, (type, byte offset, byte size)) of the used primary MBR entries."""
+    if len(sector) < 512 or sector[510:512] != b"\x55\xaa":
+        return []
+    # Volume boot records end in 55 AA too: NTFS, FAT12/16, FAT32 and exFAT.
+    if sector[3:11] in (b"NTFS    ", b"EXFAT   ") or b"FAT" in (
+        sector[0x36:0x39],
+        sector[0x52:0x55],
+    ):
+        return []
+    entries = []
+    for index in range(4):
+        entry = sector[446 + 16 * index : 462 + 16 * index]
+        kind = entry[4]
+        start, count = struct.unpack_from("<II", entry, 8)
+        if entry[0] not in (0, 0x80):
+            return []  # not a partition table: a boot sector with code here
+        if kind in (0x05, 0x0F, 0x85, 0xEE) or kind == 0 or count == 0:
+            continue
+        entries.append((index + 1, (kind, start * 512, count * 512)))
+    return entries
 
 
 def _ewf_details(path: str) -> dict[str, Any]:

@@ -47,8 +47,11 @@ class EwfVerifier:
             self._problem = "ewfverify not found (Debian package ewf-tools)"
             return
         self._process = subprocess.Popen(
-            ["ewfverify", "-q", segment], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            ["ewfverify", "-q", segment],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
             errors="replace",
         )
 
