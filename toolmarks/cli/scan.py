@@ -5,26 +5,36 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from toolmarks import __version__
-from toolmarks.engine.scan import ScanOptions, UnitResult, default_workers, scan_image
+from toolmarks.engine.scan import (
+    ScanOptions,
+    UnitResult,
+    count_totals,
+    default_workers,
+    scan_image,
+)
 from toolmarks.evidence import Evidence, EvidenceError
 from toolmarks.output import timeline
 
 
 class Progress:
     """Files and bytes done, throughput and ETA on a terminal; JSON lines with
-    --json-log; nothing otherwise."""
+    --json-log; nothing otherwise. The totals arrive from a metadata walk run
+    beside the scan, so the ETA appears once that walk is done."""
 
-    def __init__(self, total_bytes: int | None, mode: str) -> None:
+    def __init__(self, mode: str) -> None:
         self.mode = mode
-        self.files = 0
-        self.bytes = 0
+        self.files = self.bytes = 0
+        self.total_files: int | None = None
+        self.total_bytes: int | None = None
         self.started = time.monotonic()
         self._last = 0.0
         self._bar = None
@@ -32,7 +42,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total_bytes,
+                total=None,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
@@ -41,25 +51,50 @@ class Progress:
                 desc="scan",
             )
 
+    def set_totals(self, files: int, size: int) -> None:
+        self.total_files, self.total_bytes = files, size
+        if self._bar is not None:
+            self._bar.total = size
+            self._bar.refresh()
+
     def __call__(self, files: int, size: int) -> None:
         self.files += files
         self.bytes += size
+        now = time.monotonic()
         if self._bar is not None:
             self._bar.update(size)
-            now = time.monotonic()
             if now - self._last > 0.2:
-                self._bar.set_postfix(files=self.files, refresh=False)
+                done = f"{self.files}/{self.total_files or '?'}"
+                self._bar.set_postfix(files=done, refresh=False)
                 self._last = now
-        elif self.mode == "json":
-            now = time.monotonic()
-            if now - self._last > 1.0:
-                self._last = now
-                log(
-                    "progress",
-                    files=self.files,
-                    bytes=self.bytes,
-                    seconds=round(now - self.started, 1),
-                )
+        elif self.mode == "json" and now - self._last > 1.0:
+            self._last = now
+            seconds = now - self.started
+            eta = None
+            if self.total_bytes and self.bytes:
+                eta = round(seconds * (self.total_bytes - self.bytes) / self.bytes, 1)
+            log(
+                "progress",
+                files=self.files,
+                total_files=self.total_files,
+                bytes=self.bytes,
+                total_bytes=self.total_bytes,
+                mib_per_s=round(self.bytes / 2**20 / max(seconds, 1e-6), 1),
+                seconds=round(seconds, 1),
+                eta_seconds=eta,
+            )
+
+    def start_totals(self, image: str, options: ScanOptions) -> None:
+        if self.mode == "none":
+            return
+
+        def count() -> None:
+            try:
+                self.set_totals(*count_totals(image, options))
+            except Exception:
+                logging.getLogger(__name__).debug("no totals", exc_info=True)
+
+        threading.Thread(target=count, daemon=True).start()
 
     def close(self) -> None:
         if self._bar is not None:
@@ -135,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         image_info = dict(evidence.image_info)
         mode = "json" if args.json_log else "bar" if sys.stderr.isatty() else "none"
-        progress = Progress(None, mode)
+        progress = Progress(mode)
+        progress.start_totals(str(image), options)
         try:
             result, volumes = scan_image(
                 str(image), indicator_set, options, progress, evidence=evidence

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import multiprocessing
 import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from queue import Empty
 from typing import Any
 
 from toolmarks.events import DATA_TYPE_FILE, Match, Trace
@@ -339,10 +341,47 @@ def run_unit(
     return result
 
 
+# Set in each worker process by the pool's initializer: queues cannot be task
+# arguments, only inherited.
+_progress_queue: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = queue
+
+
 def _run_unit_in_worker(
     unit: Unit, indicator_set: IndicatorSet, options: ScanOptions
 ) -> UnitResult:
-    return run_unit(unit, indicator_set, options)
+    pending = [0, 0, time.monotonic()]
+
+    def report(files: int, size: int) -> None:
+        pending[0] += files
+        pending[1] += size
+        if time.monotonic() - pending[2] > 0.25:
+            _progress_queue.put((pending[0], pending[1]))
+            pending[:] = [0, 0, time.monotonic()]
+
+    result = run_unit(unit, indicator_set, options, report)
+    _progress_queue.put((pending[0], pending[1]))
+    return result
+
+
+def count_totals(image: str, options: ScanOptions) -> tuple[int, int]:
+    """(entries, bytes of file content) of the selected volumes, from metadata.
+
+    Run beside the scan for the progress bar's ETA; its own read-only Evidence.
+    """
+    entries = size = 0
+    with Evidence(
+        image, partitions=options.partitions, vss=options.vss, warn=lambda *_: None
+    ) as evidence:
+        for volume in evidence.volumes():
+            for item in evidence.walk(volume):
+                entries += 1
+                size += item.size if item.is_file else 0
+    return entries, size
 
 
 def scan_image(
@@ -378,21 +417,35 @@ def scan_image(
         for unit in units:
             result.merge(run_unit(unit, indicator_set, options, progress))
         return result, volumes
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [
+    context = multiprocessing.get_context()
+    queue = context.Queue()
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(queue,),
+    ) as pool:
+        futures = {
             pool.submit(_run_unit_in_worker, unit, indicator_set, options)
             for unit in units
-        ]
-        for future in as_completed(futures):
-            unit_result = future.result()
-            if progress:
-                progress(
-                    unit_result.counts.get("files", 0)
-                    + unit_result.counts.get("directories", 0),
-                    unit_result.counts.get("bytes", 0),
-                )
-            result.merge(unit_result)
+        }
+        while futures:
+            done, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(queue, progress)
+            for future in done:
+                result.merge(future.result())
+    _drain(queue, progress)
     return result, volumes
+
+
+def _drain(queue: Any, progress: Callable[[int, int], None] | None) -> None:
+    while True:
+        try:
+            files, size = queue.get_nowait()
+        except Empty:
+            return
+        if progress:
+            progress(files, size)
 
 
 def default_workers() -> int:

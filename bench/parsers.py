@@ -1,0 +1,78 @@
+"""Benchmark: time spent in the registry and prefetch parsers.
+
+Parses the real hives and prefetch files of ../shared/test_data/real with the
+shipped indicator set and prints keys or files per second, with a baseline
+measured in the same run: reading the same bytes and hashing them with MD5 (what
+the content scan costs for those files anyway). Registry and prefetch detection
+must stay a small share of a scan.
+
+    python bench/parsers.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import lzma
+import time
+from pathlib import Path
+
+from toolmarks.indicators import compiler, loader
+from toolmarks.parsers import prefetch, registry
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "test_data" / "real"
+
+
+def hive_bytes() -> dict[str, bytes]:
+    hives = {}
+    for path in sorted((REAL / "registry").rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            hives[path.name] = lzma.decompress(data) if path.suffix == ".xz" else data
+    return hives
+
+
+def timed(function) -> tuple[object, float]:
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start
+
+
+def main() -> None:
+    compiled = compiler.compile_set(loader.load())
+    print(f"{'file':40} {'MiB':>7} {'keys':>8} {'parse s':>8} {'md5 s':>7} ratio")
+    total_parse = total_md5 = 0.0
+    for name, data in hive_bytes().items():
+        result, seconds = timed(
+            lambda: registry.parse_hive(
+                io.BytesIO(data), name, compiled, file_name=name.removesuffix(".xz")
+            )
+        )
+        _, md5_seconds = timed(lambda: hashlib.md5(data).hexdigest())
+        total_parse += seconds
+        total_md5 += md5_seconds
+        print(
+            f"{name:40} {len(data) / 2**20:7.2f} {result.info.keys:8} "
+            f"{seconds:8.3f} {md5_seconds:7.4f} {seconds / md5_seconds:6.0f}x"
+        )
+    print(f"{'all hives':40} {'':7} {'':8} {total_parse:8.3f} {total_md5:7.4f}")
+
+    files = sorted(p for p in (REAL / "prefetch").rglob("*.pf") if p.is_file())
+    contents = [p.read_bytes() for p in files]
+    _, seconds = timed(
+        lambda: [
+            prefetch.parse_prefetch(io.BytesIO(data), str(path), compiled)
+            for path, data in zip(files, contents)
+        ]
+    )
+    _, md5_seconds = timed(lambda: [hashlib.md5(d).hexdigest() for d in contents])
+    size = sum(map(len, contents)) / 2**20
+    print(
+        f"prefetch: {len(files)} files, {size:.2f} MiB in {seconds:.3f} s "
+        f"({len(files) / seconds:.0f} files/s; md5 of the same bytes "
+        f"{md5_seconds:.4f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
