@@ -222,7 +222,9 @@ def test_every_tool_has_references(shipped):
 
 
 def test_pwdump_indicators_name_their_variant(shipped):
-    variant = re.compile(r"generic|pwdump6|fgdump|PwDump7|PwDump8|PWDumpX|Quarks", re.IGNORECASE)
+    variant = re.compile(
+        r"generic|pwdump6|fgdump|PwDump7|PwDump8|PWDumpX|Quarks", re.IGNORECASE
+    )
     for ind in shipped.tools["pwdump"].indicators:
         assert variant.search(ind.fields.get("note", "")), ind.id
     ids = {i.id for i in shipped.tools["pwdump"].indicators}
@@ -586,6 +588,7 @@ NTUSER_XZ = REAL / "registry" / "regipy" / "NTUSER_with_winscp.DAT.xz"
 
 def test_real_sdelete_prefetch_matches(shipped):
     import pyscca
+
     pf = pyscca.file()
     pf.open(str(PREFETCH_SDELETE))
     try:
@@ -612,6 +615,7 @@ def test_real_sdelete_prefetch_matches(shipped):
 
 def test_real_ntuser_dbgview_eula(shipped, tmp_path):
     from Registry import Registry as registry
+
     hive_path = tmp_path / "NTUSER.DAT"
     with lzma.open(NTUSER_XZ) as packed:
         hive_path.write_bytes(packed.read())

@@ -1015,7 +1015,7 @@ def test_sdelete_runs_become_traces(sdelete_set: CompiledSet) -> None:
             "0d451a81877b0ac266665f18451ec88aefcab72461d20e722f2695e23183207d"
         )
         assert attributes["prefetch_md5"] == hashlib.md5(path.read_bytes()).hexdigest()
-        assert attributes["path"] == str(path)
+        assert attributes["prefetch_path"] == str(path)
 
 
 def test_sdelete_traces_carry_the_wiped_files(sdelete_set: CompiledSet) -> None:

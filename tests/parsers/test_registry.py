@@ -325,7 +325,7 @@ def test_system_win10_shimcache_sysinternals(seed: CompiledSet) -> None:
     }
     shimcache = _by(result, artefact="shimcache")
     for path, (tool, when) in expected.items():
-        trace = _only([t for t in shimcache if t.attributes["path"] == path])
+        trace = _only([t for t in shimcache if t.attributes["program_path"] == path])
         assert _tools(trace) == {tool}
         assert _same_time(trace, when)
         assert trace.timestamp_desc == "File Last Modification Time"
@@ -337,7 +337,11 @@ def test_system_win10_shimcache_sysinternals(seed: CompiledSet) -> None:
         assert match.value == path and dict(match.detail)["via"] == "filename"
     # MANIFEST: Dbgview.exe also under the extracted SysinternalsSuite.zip.
     extracted = _only(
-        [t for t in shimcache if t.attributes["path"] == EXTRACTED + "Dbgview.exe"]
+        [
+            t
+            for t in shimcache
+            if t.attributes["program_path"] == EXTRACTED + "Dbgview.exe"
+        ]
     )
     assert _tools(extracted) == {"dbgview"}
     # Only those tools are in this hive (procdump is not a seed tool).
@@ -348,7 +352,7 @@ def test_system_win10_shimcache_sysinternals(seed: CompiledSet) -> None:
 def test_system_win10_shimcache_entry_count(probe_all: CompiledSet) -> None:
     result = _parse(_hive_bytes("regipy/SYSTEM_WIN_10_1709.xz"), probe_all)
     shimcache = _by(result, artefact="shimcache")
-    paths = [t.attributes["path"] for t in shimcache]
+    paths = [t.attributes["program_path"] for t in shimcache]
     # MANIFEST: 81 entries under Downloads\SysinternalsSuite\, 74 under the
     # extracted zip; regipy lists 868 distinct entries of the 1024 stored.
     assert sum(p.lower().startswith(SYSINTERNALS.lower()) for p in paths) == 81
@@ -423,19 +427,25 @@ def test_system_win7_services_and_shimcache(probe: CompiledSet, seed: CompiledSe
 
     # MANIFEST: AppCompatCache (Windows 7 format, insertion flags).
     shimcache = _by(result, artefact="shimcache")
-    psexesvc = [t for t in shimcache if t.attributes["path"].endswith("PSEXESVC.EXE")]
+    psexesvc = [
+        t for t in shimcache if t.attributes["program_path"].endswith("PSEXESVC.EXE")
+    ]
     newest = max(psexesvc, key=_filetime)
-    assert newest.attributes["path"] == "\\??\\C:\\Windows\\PSEXESVC.EXE"
+    assert newest.attributes["program_path"] == "\\??\\C:\\Windows\\PSEXESVC.EXE"
     assert _same_time(newest, "2012-04-04T01:46:37.932964Z")
     assert newest.attributes["insertion_flags"] & 0x2  # executed
     # The same entries are in ControlSet002: one trace each, both sets named.
     assert all(t.attributes["control_sets"] == [1, 2] for t in shimcache)
-    temp_a = [t for t in shimcache if t.attributes["path"].endswith("\\TEMP\\a.exe")]
+    temp_a = [
+        t for t in shimcache if t.attributes["program_path"].endswith("\\TEMP\\a.exe")
+    ]
     assert len(temp_a) * 2 == 94  # MANIFEST counts the entries of both sets
     assert _same_time(min(temp_a, key=_filetime), "2012-04-03T23:54:46.441510Z")
     assert _same_time(max(temp_a, key=_filetime), "2012-04-04T00:44:11.416792Z")
-    setup = _only([t for t in shimcache if t.attributes["path"].endswith("Setup.exe")])
-    assert setup.attributes["path"] == (
+    setup = _only(
+        [t for t in shimcache if t.attributes["program_path"].endswith("Setup.exe")]
+    )
+    assert setup.attributes["program_path"] == (
         "\\??\\C:\\Users\\rsydow\\AppData\\Local\\Temp\\~bcwipe5.TMP\\Setup.exe"
     )
     assert setup.attributes["insertion_flags"] & 0x2
@@ -500,7 +510,7 @@ def test_ntuser_userassist_and_runmru(probe: CompiledSet) -> None:
         [
             t
             for t in _by(result, artefact="userassist")
-            if t.attributes["path"].endswith("regedit.exe")
+            if t.attributes["program_path"].endswith("regedit.exe")
         ]
     )
     # The key path as spelt in the hive (this one says SOFTWARE), without root.
@@ -560,7 +570,7 @@ def test_ntuser_xp_muicache_and_owner(probe: CompiledSet) -> None:
     name = next(v.name() for v in mui.values() if v.name().endswith("bcwipe3.exe"))
     trace = _only(_by(result, artefact="muicache"))
     assert trace.attributes["value_name"] == name
-    assert trace.attributes["path"] == name
+    assert trace.attributes["program_path"] == name
     assert trace.attributes["value_data"] == mui.value(name).value()
     assert trace.attributes["user"] == "joe"
     assert abs(_filetime(trace) - _registry_time(mui.timestamp())) <= 10
@@ -572,7 +582,7 @@ def test_ntuser_xp_userassist_v3(probe_all: CompiledSet) -> None:
     traces = _by(result, artefact="userassist", key_path=count_path)
     # MANIFEST: 15 Count values, one of them UEME_CTLSESSION.
     assert len(traces) == 14
-    assert all(t.attributes["path"].startswith("UEME_") for t in traces)
+    assert all(t.attributes["program_path"].startswith("UEME_") for t in traces)
 
 
 def test_ntuser_ccleaner_value_data(probe: CompiledSet) -> None:
@@ -609,11 +619,13 @@ def test_amcache_aptsimulator(probe: CompiledSet, seed: CompiledSet) -> None:
     result = _parse(data, probe, source)
     _check_common(result, source)
     assert (result.info.keys, result.info.values) == (470, 10942)
-    trace = _only([t for t in result.traces if "sysmon" in t.attributes["path"]])
+    trace = _only(
+        [t for t in result.traces if "sysmon" in t.attributes["program_path"]]
+    )
     # MANIFEST: sysmon64.exe, its SHA-1, key written 2022-03-10T19:50:35Z.
     assert trace.attributes["artefact"] == "amcache"
     assert (
-        trace.attributes["path"]
+        trace.attributes["program_path"]
         == "c:\\users\\testuser\\downloads\\sysmon\\sysmon64.exe"
     )
     assert trace.attributes["sha1"] == "71f5e906848b8e94e951551a08a4c9a045f19a03"
@@ -636,9 +648,12 @@ def test_amcache_counts(probe_all: CompiledSet, probe: CompiledSet) -> None:
     # MANIFEST: gup.exe with SHA-1 3d6200355715397b105f392aa4710758e1158bd6.
     result = _parse(_hive_bytes("plaso/win10-Amcache.hve"), probe)
     trace = _only(
-        [t for t in result.traces if t.attributes["path"].endswith("gup.exe")]
+        [t for t in result.traces if t.attributes["program_path"].endswith("gup.exe")]
     )
-    assert trace.attributes["path"] == "c:\\program files\\notepad++\\updater\\gup.exe"
+    assert (
+        trace.attributes["program_path"]
+        == "c:\\program files\\notepad++\\updater\\gup.exe"
+    )
     assert dict(_only(trace.matches).detail) == {"via": "sha1"}
 
 
@@ -780,7 +795,7 @@ def test_planted_userassist_and_runmru(
         [t for t in sdelete if t.attributes["artefact"] == "userassist"]
     )
     assert user_assist.attributes["value_name"] == name
-    assert user_assist.attributes["path"] == "C:\\Tools\\sdelete64.exe"
+    assert user_assist.attributes["program_path"] == "C:\\Tools\\sdelete64.exe"
     assert user_assist.attributes["run_count"] == 3
     assert _filetime(user_assist) == last_run
     assert user_assist.attributes["user"] == "joe"
@@ -818,7 +833,7 @@ def test_planted_usrclass_muicache(
     assert trace.attributes["key_path"] == mui
     assert trace.attributes["value_name"] == "C:\\Tools\\Dbgview.exe.FriendlyAppName"
     assert trace.attributes["value_data"] == "DebugView"
-    assert trace.attributes["path"] == "C:\\Tools\\Dbgview.exe"
+    assert trace.attributes["program_path"] == "C:\\Tools\\Dbgview.exe"
     assert trace.attributes["user"] == "bob"
     assert _tools(trace) == {"dbgview"}
     key = Registry.Registry(io.BytesIO(data)).open(mui)

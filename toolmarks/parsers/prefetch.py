@@ -413,7 +413,7 @@ def _traces(
         "referenced_files": info.filenames,
         "prefetch_md5": result.md5,
         "prefetch_sha256": result.sha256,
-        "path": result.source,
+        "prefetch_path": result.source,
     }
     times: list[tuple[int | None, dfdatetime_filetime.Filetime | None]]
     times = list(info.last_run_times) or [(None, None)]

@@ -366,7 +366,7 @@ def shimcache(key: Any, key_path: str, control_set: int | None, warn: Warn) -> l
         path = getattr(event, "path", None)
         modified = event.file_entry_modification_time
         attributes = {
-            "path": path,
+            "program_path": path,
             "entry_index": event.entry_index,
             "control_set": control_set,
             "control_sets": [control_set],
@@ -429,7 +429,7 @@ def userassist(key: Any, key_path: str, warn: Warn, limit: int) -> list[Entry]:
                 timestamp_desc=TIME_LAST_RUN if when else TIME_LAST_WRITTEN,
                 value_data=name,
                 attributes={
-                    "path": name,
+                    "program_path": name,
                     "run_count": event.number_of_executions,
                     "focus_count": event.application_focus_count,
                     "focus_duration_ms": event.application_focus_duration,
@@ -469,7 +469,7 @@ def bam(key: Any, key_path: str, control_set: int | None, warn: Warn, limit: int
                     timestamp_desc=TIME_LAST_RUN if when else TIME_LAST_WRITTEN,
                     value_data=data[:8].hex(),
                     attributes={
-                        "path": name,
+                        "program_path": name,
                         "user": sid,  # a SYSTEM hive names no account: the SID
                         "user_sid": sid,
                         "moderator": moderator,
@@ -518,7 +518,7 @@ def amcache_inventory(key: Any, key_path: str, warn: Warn, limit: int) -> list[E
                 sha1=sha1,
                 value_data=path or fields.get("FileId"),
                 attributes={
-                    "path": path,
+                    "program_path": path,
                     "sha1": sha1,
                     "name": fields.get("Name"),
                     "publisher": fields.get("Publisher"),
@@ -555,7 +555,7 @@ def amcache_file(key: Any, key_path: str, warn: Warn, limit: int) -> list[Entry]
                     sha1=sha1,
                     value_data=path or fields.get("101"),
                     attributes={
-                        "path": path,
+                        "program_path": path,
                         "sha1": sha1,
                         "product_name": fields.get("0"),
                         "company": fields.get("1"),
@@ -591,7 +591,7 @@ def muicache(key: Any, key_path: str, warn: Warn, limit: int) -> list[Entry]:
             timestamp=written,
             timestamp_desc=TIME_LAST_WRITTEN,
             value_data=value_string(value),
-            attributes={"path": path},
+            attributes={"program_path": path},
         )
     return list(entries.values())
 

@@ -1,0 +1,332 @@
+"""End to end: registry and prefetch traces in the traces scenario are exact.
+
+test_data/scenarios/traces.yaml plants real hives (with keys added by hivexsh)
+and real prefetch files, one hive and one prefetch file deleted, plus real
+decoys. Each planted file's `expect` list names the findings a scan must make on
+it, derived from ../shared/test_data/real/MANIFEST.md and the planted keys; the
+scans of the raw and E01 images must report those and nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import build_cached
+from Registry import Registry
+
+from toolmarks.engine.scan import ScanOptions, UnitResult, scan_image
+from toolmarks.events import (
+    DATA_TYPE_FILE,
+    DATA_TYPE_PREFETCH,
+    DATA_TYPE_REGISTRY,
+    Trace,
+)
+from toolmarks.indicators import loader
+
+FORMATS = ["raw", "e01"]
+# Keys of an `expect` entry that say which match; the others are checked values.
+MATCH_KEYS = {"data_type", "tool", "indicator"}
+# MANIFEST: the run times stored in SDELETE.EXE-D6B20984.pf, in file order.
+SDELETE_RUNS = [
+    "2021-02-14T02:38:08.922573Z",
+    "2021-02-14T02:37:45.508301Z",
+    "2021-02-14T02:23:50.871206Z",
+    "2021-02-14T02:23:18.654248Z",
+    "2021-02-14T02:22:57.090417Z",
+]
+# MANIFEST: last modification times of the SYSTEM hive's AppCompatCache entries.
+SUITE = "C:\\Users\\tony\\Downloads\\SysinternalsSuite\\"
+SHIMCACHE_TIMES = {
+    SUITE + "sdelete.exe": "2018-11-15T15:33:40.889690Z",
+    SUITE + "sdelete64.exe": "2018-11-15T15:33:41.323646Z",
+    SUITE + "dbgview.exe": "2019-04-23T18:31:50.000000Z",
+}
+# Hive file names the engine hands to the registry parser (case-insensitive).
+HIVE_NAMES = {
+    "system",
+    "software",
+    "sam",
+    "security",
+    "ntuser.dat",
+    "usrclass.dat",
+    "amcache.hve",
+}
+
+
+@pytest.fixture(scope="session")
+def traces_images() -> dict[str, Any]:
+    """The traces scenario as raw and E01, built once and cached."""
+    return build_cached("traces", FORMATS)
+
+
+@pytest.fixture(scope="module", params=FORMATS)
+def scanned(request, traces_images) -> tuple[UnitResult, dict[str, Any]]:
+    """The scan of one format with the shipped indicators, and the manifest."""
+    result, volumes = scan_image(
+        str(traces_images[request.param]), loader.load(), ScanOptions()
+    )
+    # One bare NTFS volume without a label: trace sources are plain paths.
+    assert [(v.fs_type, v.label) for v in volumes] == [("NTFS", "")]
+    return result, traces_images["manifest"]
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def expected(manifest: dict[str, Any]) -> set[tuple[str, str, str, str]]:
+    return {
+        (item["path"], e["data_type"], e["tool"], e["indicator"])
+        for item in manifest["files"]
+        for e in item["expect"]
+    }
+
+
+def findings(traces: list[Trace]) -> set[tuple[str, str, str, str]]:
+    return {
+        (t.source, t.data_type, m.tool, m.indicator) for t in traces for m in t.matches
+    }
+
+
+def of_file(traces: list[Trace], path: str, data_type: str) -> list[Trace]:
+    return [t for t in traces if t.source == path and t.data_type == data_type]
+
+
+def entries(item: dict[str, Any], data_type: str) -> list[dict[str, Any]]:
+    return [e for e in item["expect"] if e["data_type"] == data_type]
+
+
+def checked(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in MATCH_KEYS}
+
+
+def filetime_of(iso: str) -> int:
+    """An ISO 8601 UTC time as FILETIME (100 ns since 1601), to the microsecond."""
+    moment = datetime.datetime.fromisoformat(iso)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    delta = moment - datetime.datetime(1601, 1, 1, tzinfo=datetime.UTC)
+    return (delta.days * 86400 + delta.seconds) * 10_000_000 + delta.microseconds * 10
+
+
+def filetime(trace: Trace) -> int:
+    assert trace.timestamp is not None
+    return trace.timestamp.timestamp
+
+
+def check_registry(traces: list[Trace], item: dict[str, Any]) -> None:
+    """Each entry is one match of one trace with its attributes; no match is left."""
+    found = of_file(traces, item["path"], DATA_TYPE_REGISTRY)
+    claimed: Counter[tuple[int, str, str]] = Counter()
+    for entry in entries(item, DATA_TYPE_REGISTRY):
+        wanted = checked(entry)
+        hits = [
+            (n, m)
+            for n, t in enumerate(found)
+            for m in t.matches
+            if (m.tool, m.indicator) == (entry["tool"], entry["indicator"])
+            and all(t.attributes.get(k) == v for k, v in wanted.items())
+        ]
+        assert len(hits) == 1, (item["path"], entry, [t.attributes for t in found])
+        n, match = hits[0]
+        assert match.kind == "registry"
+        claimed[(n, match.tool, match.indicator)] += 1
+    every = Counter(
+        (n, m.tool, m.indicator) for n, t in enumerate(found) for m in t.matches
+    )
+    assert claimed == every, item["path"]
+
+
+def check_prefetch(traces: list[Trace], item: dict[str, Any]) -> None:
+    """`runs` traces per entry, one per run time, with the entry's attributes."""
+    found = of_file(traces, item["path"], DATA_TYPE_PREFETCH)
+    total = 0
+    for entry in entries(item, DATA_TYPE_PREFETCH):
+        wanted = checked(entry)
+        runs = wanted.pop("runs")
+        mine = [
+            t
+            for t in found
+            if (entry["tool"], entry["indicator"])
+            in {(m.tool, m.indicator) for m in t.matches}
+        ]
+        assert len(mine) == runs, item["path"]
+        assert sorted(t.attributes["run_index"] for t in mine) == list(range(runs))
+        for trace in mine:
+            for key, value in wanted.items():
+                assert trace.attributes[key] == value, (item["path"], key)
+        total += runs
+    assert len(found) == total, item["path"]
+
+
+def check_file_matches(traces: list[Trace], item: dict[str, Any]) -> None:
+    """The content matches on the file itself: kind, value and encoding."""
+    found = of_file(traces, item["path"], DATA_TYPE_FILE)
+    got = {
+        (m.tool, m.indicator, m.kind, m.value, dict(m.detail).get("encoding"))
+        for t in found
+        for m in t.matches
+    }
+    want = {
+        (e["tool"], e["indicator"], e["kind"], e["value"], e.get("encoding"))
+        for e in entries(item, DATA_TYPE_FILE)
+    }
+    assert got == want, item["path"]
+    for trace in found:
+        assert trace.attributes["md5_hash"] == item["md5"]
+
+
+# --- the scans -------------------------------------------------------------------
+
+
+def test_traces_findings_are_exact(scanned) -> None:
+    result, manifest = scanned
+    assert findings(result.traces) == expected(manifest)
+    assert not result.warnings and not result.unreadable
+    # SYSTEM, SAM and both NTUSER.DAT are hives; the three .pf files prefetch.
+    assert result.counts["registry_files"] == sum(
+        f["path"].rsplit("/", 1)[1].lower() in HIVE_NAMES for f in manifest["files"]
+    )
+    assert result.counts["prefetch_files"] == sum(
+        "/Prefetch/" in f["path"] and f["path"].endswith(".pf")
+        for f in manifest["files"]
+    )
+    assert {"registry", "prefetch"} <= set(result.parser_seconds)
+
+
+def test_traces_per_file(scanned) -> None:
+    result, manifest = scanned
+    for item in manifest["files"]:
+        check_registry(result.traces, item)
+        check_prefetch(result.traces, item)
+        check_file_matches(result.traces, item)
+        # A deleted hive or prefetch file is found as deleted, and only so.
+        for trace in result.traces:
+            if trace.source == item["path"]:
+                assert trace.attributes["allocated"] is item["allocated"]
+    deleted = {f["path"] for f in manifest["files"] if not f["allocated"]}
+    assert deleted == {
+        "/Users/bob/NTUSER.DAT",
+        "/Windows/Prefetch/SDELETE.EXE-0BADF00D.pf",
+    }
+    assert deleted <= {t.source for t in result.traces}
+    # MANIFEST: the NTUSER hive also accepted the PsExec and ProcDump EULAs;
+    # neither is a seed tool, so those keys make no trace.
+    for trace in result.traces:
+        key_path = (trace.attributes.get("key_path") or "").lower()
+        assert "psexec" not in key_path and "procdump" not in key_path
+
+
+def test_traces_times_are_the_recorded_ones(scanned, traces_images) -> None:
+    result, manifest = scanned
+    # Prefetch: the five run times of the file, newest first (MANIFEST).
+    for trace in [t for t in result.traces if t.data_type == DATA_TYPE_PREFETCH]:
+        index = trace.attributes["run_index"]
+        # MANIFEST times are rounded to the microsecond (10 FILETIME units).
+        assert abs(filetime(trace) - filetime_of(SDELETE_RUNS[index])) <= 10
+        assert trace.timestamp_desc == (
+            "Last Time Executed" if index == 0 else "Previous Last Time Executed"
+        )
+    # ShimCache: the entries' file modification times (MANIFEST).
+    registry = [t for t in result.traces if t.data_type == DATA_TYPE_REGISTRY]
+    for trace in registry:
+        path = trace.attributes.get("program_path")
+        if trace.attributes["artefact"] == "shimcache" and path in SHIMCACHE_TIMES:
+            assert abs(filetime(trace) - filetime_of(SHIMCACHE_TIMES[path])) <= 10
+            assert trace.timestamp_desc == "File Last Modification Time"
+    # Keys: their last written time, read with python-registry from the file's
+    # content as sleuthkit's icat returns it (deleted hive included).
+    hives = {}
+    for item in manifest["files"]:
+        if item["path"].endswith(("/SYSTEM", "/NTUSER.DAT")):
+            data = subprocess.run(
+                ["icat", str(traces_images["raw"]), str(item["mft_entry"])],
+                capture_output=True,
+                check=True,
+            ).stdout
+            assert len(data) == item["size"]
+            hives[item["path"]] = Registry.Registry(io.BytesIO(data))
+    keyed = [t for t in registry if t.attributes["artefact"] in ("eula", "service")]
+    assert len(keyed) == 6  # 2 WCE service traces, 2 EULA traces in each NTUSER
+    for trace in keyed:
+        key = hives[trace.source].open(trace.attributes["key_path"])
+        written = filetime_of(key.timestamp().isoformat())
+        assert abs(filetime(trace) - written) <= 10
+        assert trace.timestamp_desc == "Registry Last Written Time"
+
+
+# --- the command line ----------------------------------------------------------------
+
+
+def test_traces_cli_timeline(traces_images, tmp_path: Path) -> None:
+    manifest = traces_images["manifest"]
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolmarks",
+            "scan",
+            str(traces_images["raw"]),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (out / "timeline.jsonl").open()]
+    assert {
+        (r["source"], r["data_type"], m["tool"], m["indicator"])
+        for r in rows
+        for m in r["matches"]
+    } == expected(manifest)
+
+    planted = [e for f in manifest["files"] for e in f["expect"]]
+    prefetch = [r for r in rows if r["data_type"] == DATA_TYPE_PREFETCH]
+    registry = [r for r in rows if r["data_type"] == DATA_TYPE_REGISTRY]
+    assert len(prefetch) == sum(e.get("runs", 0) for e in planted) == 10
+    # One match per registry trace here, so one event per registry entry.
+    assert len(registry) == sum(e["data_type"] == DATA_TYPE_REGISTRY for e in planted)
+    for row in prefetch:
+        assert row["tools"] == ["sdelete"]
+        assert {"toolmarks", "tool_sdelete", "dual_use", "ioc_prefetch"} <= set(
+            row["tag"]
+        )
+        assert "stage_evidence_destruction" in row["tag"]
+    for row in registry:
+        [tool] = row["tools"]
+        tags = set(row["tag"])
+        assert {"toolmarks", f"tool_{tool}", "ioc_registry"} <= tags
+        # SDelete and DebugView are dual-use Sysinternals tools; WCE is not.
+        assert ("dual_use" in tags) is (tool != "wce")
+    sdelete = {r["source"] for r in registry if "tool_sdelete" in r["tag"]}
+    assert sdelete == {
+        "/Windows/System32/config/SYSTEM",
+        "/Users/alice/NTUSER.DAT",
+        "/Users/bob/NTUSER.DAT",
+    }
+    eula = [
+        r for r in registry if r["artefact"] == "eula" and r["tools"] == ["sdelete"]
+    ]
+    assert sorted((r["user"], r["allocated"]) for r in eula) == [
+        ("alice", True),
+        ("bob", False),
+    ]
+    assert {r["allocated"] for r in prefetch} == {True, False}
+
+    summary = json.loads((out / "scan.json").read_text())
+    counts = summary["counts"]
+    assert (counts["registry_files"], counts["prefetch_files"]) == (4, 3)
+    assert counts["warnings"] == counts["unreadable"] == 0
+    assert counts["events"] == len(rows)
+    assert {"registry", "prefetch"} <= set(summary["parser_seconds"])
