@@ -18,6 +18,10 @@ DATA_TYPE_PREFETCH = "toolmarks:prefetch:execution"
 DATA_TYPE_REGISTRY = "toolmarks:registry:trace"
 DATA_TYPE_EVENTLOG = "toolmarks:eventlog:trace"
 
+# A message names this many matches; the `matches` attribute always has them all.
+MESSAGE_MATCHES = 5
+LIST_ITEMS_SHOWN = 3
+
 
 @dataclasses.dataclass(frozen=True)
 class Match:
@@ -72,3 +76,34 @@ class Trace:
             if kind_label not in labels:
                 labels.append(kind_label)
         return labels
+
+
+def describe_matches(matches: list[Match], tools: dict[str, Tool]) -> str:
+    """One readable line: per match the tool, indicator, kind, value and detail."""
+    parts = [_describe(match, tools) for match in matches[:MESSAGE_MATCHES]]
+    if len(matches) > MESSAGE_MATCHES:
+        parts.append(f"(+{len(matches) - MESSAGE_MATCHES} more matches)")
+    return "; ".join(parts)
+
+
+def _describe(match: Match, tools: dict[str, Tool]) -> str:
+    tool = tools.get(match.tool)
+    title = tool.title if tool else match.tool
+    text = f"{title} (tool {match.tool}) indicator {match.indicator}"
+    text += f' {match.kind} "{match.value}"'
+    for key, value in match.detail:
+        if key == "offset":
+            text += f" at offset {value}"
+        elif key == "encoding":
+            text += " (UTF-16LE)" if value == "wide" else ""
+        elif isinstance(value, (list, tuple)):
+            shown = ", ".join(str(item) for item in value[:LIST_ITEMS_SHOWN])
+            more = len(value) - LIST_ITEMS_SHOWN
+            text += f" {key} {shown}" + (f" (+{more} more)" if more > 0 else "")
+        else:
+            text += f" {key} {value}"
+    if match.weak:
+        text += " [weak alone]"
+    if tool and tool.dual_use:
+        text += " [dual-use tool]"
+    return text

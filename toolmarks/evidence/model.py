@@ -15,20 +15,21 @@ class EvidenceError(Exception):
     """The image cannot be opened at all, or a request cannot be served."""
 
 
-class SharedReader(io.RawIOBase):
-    """Private read position over a dfvfs file object.
+class ReadOnlyStream(io.RawIOBase):
+    """A sized, seekable, read-only stream; subclasses read at an offset.
 
-    dfvfs caches file objects per path spec, so two opens of the same spec (or
-    TSK reading the volume underneath) share one offset. Seeking before every
-    read keeps each reader's position its own.
+    Each stream keeps its own position: dfvfs caches file objects per path spec
+    and TSK reads the volume underneath, so a shared offset cannot be trusted.
     """
 
-    def __init__(self, file_object: Any, name: str) -> None:
+    def __init__(self, size: int, name: str) -> None:
         super().__init__()
-        self._file_object = file_object
-        self._size = file_object.get_size()
+        self._size = size
         self._offset = 0
         self.name = name
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        raise NotImplementedError
 
     def readable(self) -> bool:
         return True
@@ -63,13 +64,7 @@ class SharedReader(io.RawIOBase):
             return b""
         if size is None or size < 0 or size > remaining:
             size = remaining
-        try:
-            self._file_object.seek(self._offset, os.SEEK_SET)
-            data = self._file_object.read(size)
-        except Exception as exception:  # dfvfs back ends raise many types
-            raise OSError(
-                f"{self.name}: read error at offset {self._offset}: {exception}"
-            ) from exception
+        data = self._read_at(self._offset, size)
         self._offset += len(data)
         return data
 
@@ -80,6 +75,23 @@ class SharedReader(io.RawIOBase):
 
     def readall(self) -> bytes:
         return self.read(-1)
+
+
+class SharedReader(ReadOnlyStream):
+    """A private read position over a dfvfs file object."""
+
+    def __init__(self, file_object: Any, name: str) -> None:
+        super().__init__(file_object.get_size(), name)
+        self._file_object = file_object
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        try:
+            self._file_object.seek(offset, os.SEEK_SET)
+            return self._file_object.read(size)
+        except Exception as exception:  # dfvfs back ends raise many types
+            raise OSError(
+                f"{self.name}: read error at offset {offset}: {exception}"
+            ) from exception
 
 
 @dataclasses.dataclass(frozen=True)

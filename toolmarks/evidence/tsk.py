@@ -9,8 +9,6 @@ several extra look-ups for every entry.
 from __future__ import annotations
 
 import functools
-import io
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +17,7 @@ from dfdatetime import definitions as dfdatetime_definitions
 from dfvfs.lib import tsk_time
 from dfvfs.path import factory as path_spec_factory
 
-from toolmarks.evidence.model import FileItem, Volume
+from toolmarks.evidence.model import FileItem, ReadOnlyStream, Volume
 
 Warn = Callable[[str, str], None]
 
@@ -96,7 +94,7 @@ def _time_fields(ftype: int) -> tuple[tuple[str, str], ...]:
     return tuple(fields)
 
 
-class TSKStream(io.RawIOBase):
+class TSKStream(ReadOnlyStream):
     """Read-only file-like object over one TSK attribute (data stream)."""
 
     def __init__(
@@ -107,47 +105,12 @@ class TSKStream(io.RawIOBase):
         attr_id: int | None,
         name: str,
     ) -> None:
-        super().__init__()
+        super().__init__(size, name)
         self._file = tsk_file
-        self._size = size
         self._attr_type = attr_type
         self._attr_id = attr_id
-        self._offset = 0
-        self.name = name
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._offset
-
-    def get_size(self) -> int:
-        """Size of the stream in bytes (dfvfs file object style)."""
-        return self._size
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if whence == os.SEEK_CUR:
-            offset += self._offset
-        elif whence == os.SEEK_END:
-            offset += self._size
-        elif whence != os.SEEK_SET:
-            raise ValueError(f"invalid whence: {whence}")
-        if offset < 0:
-            raise OSError(f"{self.name}: negative seek offset")
-        self._offset = offset
-        return offset
-
-    def read(self, size: int | None = -1) -> bytes:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-        remaining = self._size - self._offset
-        if remaining <= 0:
-            return b""
-        if size is None or size < 0 or size > remaining:
-            size = remaining
+    def _read_at(self, offset: int, size: int) -> bytes:
         chunks = []
         wanted = size
         # TSK may return short reads (sparse runs, end of a run); loop so the
@@ -155,31 +118,23 @@ class TSKStream(io.RawIOBase):
         while wanted > 0:
             try:
                 if self._attr_type is None:
-                    data = self._file.read_random(self._offset, wanted)
+                    data = self._file.read_random(offset, wanted)
                 else:
                     data = self._file.read_random(
-                        self._offset, wanted, self._attr_type, self._attr_id
+                        offset, wanted, self._attr_type, self._attr_id
                     )
             except OSError as exception:
                 raise OSError(
-                    f"{self.name}: read error at offset {self._offset}: {exception}"
+                    f"{self.name}: read error at offset {offset}: {exception}"
                 ) from exception
             if not data:
                 # TSK returns nothing past an attribute's initialized size
                 # (e.g. $BadClus:$Bad); NTFS defines those bytes as zeros.
                 data = bytes(wanted)
             chunks.append(data)
-            self._offset += len(data)
+            offset += len(data)
             wanted -= len(data)
         return b"".join(chunks)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        return self.read(-1)
 
 
 class TSKFileSystem:

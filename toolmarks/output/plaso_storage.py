@@ -34,8 +34,8 @@ from toolmarks.events import (
     DATA_TYPE_FILE,
     DATA_TYPE_PREFETCH,
     DATA_TYPE_REGISTRY,
-    Match,
     Trace,
+    describe_matches,
 )
 from toolmarks.indicators.model import Tool
 
@@ -87,8 +87,6 @@ _PLASO_NAMES = frozenset(
 )
 _NON_NAME = re.compile(r"[^A-Za-z0-9_]")
 # Matches shown in a message; the `matches` attribute always has all of them.
-_MESSAGE_MATCHES = 5
-_LIST_ITEMS_SHOWN = 3
 
 
 @functools.cache
@@ -296,7 +294,7 @@ def event_data_of(
     event_data.matches = json.dumps(
         [m.as_dict() for m in trace.matches], ensure_ascii=False, default=str
     )
-    event_data.match_summary = match_summary(trace.matches, tools)
+    event_data.match_summary = describe_matches(trace.matches, tools)
     event_data.source_location = trace.source
     # psort's display_name column would otherwise be "-": there is no path spec.
     event_data.display_name = trace.source
@@ -312,37 +310,6 @@ def event_data_of(
             [trace.timestamp] if name.endswith("_times") else trace.timestamp,
         )
     return event_data
-
-
-def match_summary(matches: list[Match], tools: dict[str, Tool]) -> str:
-    """One readable line: per match the tool, indicator, kind, value and where."""
-    parts = [_describe(match, tools) for match in matches[:_MESSAGE_MATCHES]]
-    if len(matches) > _MESSAGE_MATCHES:
-        parts.append(f"(+{len(matches) - _MESSAGE_MATCHES} more matches)")
-    return "; ".join(parts)
-
-
-def _describe(match: Match, tools: dict[str, Tool]) -> str:
-    tool = tools.get(match.tool)
-    title = tool.title if tool else match.tool
-    text = f"{title} (tool {match.tool}) indicator {match.indicator}"
-    text += f' {match.kind} "{match.value}"'
-    for key, value in match.detail:
-        if key == "offset":
-            text += f" at offset {value}"
-        elif key == "encoding":
-            text += " (UTF-16LE)" if value == "wide" else ""
-        elif isinstance(value, (list, tuple)):
-            shown = ", ".join(str(item) for item in value[:_LIST_ITEMS_SHOWN])
-            more = len(value) - _LIST_ITEMS_SHOWN
-            text += f" {key} {shown}" + (f" (+{more} more)" if more > 0 else "")
-        else:
-            text += f" {key} {value}"
-    if match.weak:
-        text += " [weak alone]"
-    if tool and tool.dual_use:
-        text += " [dual-use tool]"
-    return text
 
 
 def _plain(value: Any) -> Any:

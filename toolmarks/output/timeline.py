@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from toolmarks.events import Match, Trace
+from toolmarks.events import Trace, describe_matches
 from toolmarks.indicators.model import Tool
 
 CSV_FIELDS = (
@@ -43,25 +43,8 @@ def micros(trace: Trace) -> int | None:
     return trace.timestamp.GetPlasoTimestamp()
 
 
-def describe_match(match: Match, tools: dict[str, Tool]) -> str:
-    tool = tools.get(match.tool)
-    title = tool.title if tool else match.tool
-    text = f"{title} (tool {match.tool}) {match.kind} {match.indicator} {match.value!r}"
-    detail = dict(match.detail)
-    if "offset" in detail:
-        text += f" at offset {detail['offset']}"
-        if detail.get("encoding") == "wide":
-            text += " (UTF-16LE)"
-    if match.weak:
-        text += " [weak alone]"
-    if tool and tool.dual_use:
-        text += " [dual-use tool]"
-    return text
-
-
 def message(trace: Trace, tools: dict[str, Tool]) -> str:
-    matches = "; ".join(describe_match(m, tools) for m in trace.matches)
-    return f"{matches} in {trace.source}"
+    return f"{describe_matches(trace.matches, tools)} in {trace.source}"
 
 
 def row(trace: Trace, tools: dict[str, Tool]) -> dict[str, Any]:

@@ -133,38 +133,35 @@ def find(key: Any, key_path: str, relative: str) -> tuple[Any, str] | None:
     return key, key_path
 
 
-def subkeys(key: Any, key_path: str, limit: int, warn: Warn) -> Iterator[Any]:
-    """The readable subkeys of a key, at most `limit`; bad ones are warned about."""
+def _children(
+    key: Any, key_path: str, limit: int, warn: Warn, what: str
+) -> Iterator[Any]:
+    """The readable subkeys or values of a key, at most `limit`; bad ones warned."""
+    count_of, get = {
+        "subkey": ("number_of_sub_keys", key.get_sub_key),
+        "value": ("number_of_values", key.get_value),
+    }[what]
     try:
-        count = key.number_of_sub_keys
+        count = getattr(key, count_of)
     except READ_ERRORS as error:
-        warn(f"cannot count the subkeys of {key_path!r}: {error}")
+        warn(f"cannot count the {what}s of {key_path!r}: {error}")
         return
     if count > limit:
-        warn(f"{key_path!r} has {count} subkeys; only the first {limit} are read")
+        warn(f"{key_path!r} has {count} {what}s; only the first {limit} are read")
         count = limit
     for index in range(count):
         try:
-            yield key.get_sub_key(index)
+            yield get(index)
         except READ_ERRORS as error:
-            warn(f"cannot read subkey {index} of {key_path!r}: {error}")
+            warn(f"cannot read {what} {index} of {key_path!r}: {error}")
+
+
+def subkeys(key: Any, key_path: str, limit: int, warn: Warn) -> Iterator[Any]:
+    return _children(key, key_path, limit, warn, "subkey")
 
 
 def values(key: Any, key_path: str, limit: int, warn: Warn) -> Iterator[Any]:
-    """The readable values of a key, at most `limit`; bad ones are warned about."""
-    try:
-        count = key.number_of_values
-    except READ_ERRORS as error:
-        warn(f"cannot count the values of {key_path!r}: {error}")
-        return
-    if count > limit:
-        warn(f"{key_path!r} has {count} values; only the first {limit} are read")
-        count = limit
-    for index in range(count):
-        try:
-            yield key.get_value(index)
-        except READ_ERRORS as error:
-            warn(f"cannot read value {index} of {key_path!r}: {error}")
+    return _children(key, key_path, limit, warn, "value")
 
 
 def value_name(value: Any) -> str:
