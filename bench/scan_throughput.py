@@ -1,0 +1,733 @@
+"""Benchmark: end-to-end `toolmarks scan` throughput on a 1 GiB NTFS image, raw and E01.
+
+Builds once (cached in --workdir) a 1 GiB NTFS volume with 2,000 files of mixed
+sizes (about 770 MiB of content, alternately random and repeated text, indicator
+strings planted in every 97th file and in the largest one) and its E01, then
+times with a warm page cache, best of 2 runs each:
+
+- ``md5sum`` of the raw image (baseline 1),
+- ``toolmarks scan`` of the raw image and of the E01, 1 worker and the default
+  (one per core),
+- ``ewfverify -q`` of the E01 (baseline 2),
+- plaso ``log2timeline --single_process`` with the filestat parser, the MD5 hasher
+  and toolmarks' own YARA export on the raw image (baseline 3),
+
+with the peak memory of every run, and checks that toolmarks found exactly the
+planted files.  The setup is the one of the reference numbers (research
+anchors, section 6).  Needs root (ntfs-3g FUSE mount) for the one-time build,
+mkntfs, ntfs-3g, ewfacquirestream, ewfverify, md5sum and plaso.  See
+bench/README.md.
+
+    python bench/scan_throughput.py [--workdir DIR] [--quick] [--skip-plaso]
+        [--repeat N] [--engine]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KIB = 1024
+MIB = 1024 * KIB
+# Bumped whenever the generated content changes, so cached images are rebuilt.
+LAYOUT_VERSION = 1
+# (count, smallest, largest) file sizes of the full image, as in anchors 6.
+SIZE_CLASSES = (
+    (1600, 1 * KIB, 32 * KIB),
+    (350, 64 * KIB, 1 * MIB),
+    (45, 2 * MIB, 14 * MIB),
+    (5, 34 * MIB, 44 * MIB),
+)
+DIRECTORIES = 40
+PLANT_EVERY = 97
+# toolmarks reads content in chunks of this size (toolmarks.parsers.content);
+# some markers straddle a chunk boundary to check the overlap.
+ENGINE_CHUNK = 8 * MIB
+# Every planted file gets the WCE string (ASCII and UTF-16LE in turn) and one
+# more string of another tool (htran ASCII, DebugView UTF-16LE), also in turn.
+MAIN_MARKER = ("wce.string.credentials_editor", "Windows Credentials Editor")
+OTHER_MARKERS = (
+    ("htran.string.huc_name", "HUC Packet Transmit Tool V", "ascii"),
+    ("dbgview.string.product_name", "Sysinternals DebugView", "wide"),
+)
+TEXT_LINES = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.",
+    "Quarterly figures were reviewed by the finance team on Monday morning.",
+    "The quick brown fox jumps over the lazy dog near the river bank again.",
+    "Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi.",
+)
+TARGETS = {
+    "raw_vs_md5sum": 0.5,
+    "raw_vs_plaso": 3.0,
+    "e01_vs_ewfverify": 0.5,
+    "memory_mib": 1024.0,
+}
+ENGINE_SNIPPET = """
+import json, sys
+from pathlib import Path
+from toolmarks.engine.scan import ScanOptions, default_workers, scan_image
+from toolmarks.indicators import loader
+
+image, outdir, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+options = ScanOptions(workers=workers or default_workers())
+result, volumes = scan_image(image, loader.load([], shipped=True), options)
+paths = {}
+for trace in result.traces:
+    for match in trace.matches:
+        paths.setdefault(match.indicator, set()).add(trace.attributes.get("path"))
+outdir.mkdir(parents=True, exist_ok=True)
+summary = {
+    "counts": result.counts,
+    "unreadable": result.unreadable,
+    "skipped": result.skipped,
+    "paths_by_indicator": {k: sorted(map(str, v)) for k, v in paths.items()},
+}
+(outdir / "engine.json").write_text(json.dumps(summary, indent=2))
+"""
+
+
+class BenchError(Exception):
+    """A missing tool, a failed build step or a failed measured command."""
+
+
+# --- the image ---------------------------------------------------------------
+
+
+@dataclass
+class FileSpec:
+    path: str  # inside the volume, "/" separated, with a leading "/"
+    size: int
+    kind: str  # random or text
+    markers: list[tuple[str, str, str, int]] = field(default_factory=list)
+    # (indicator id, value, encoding, offset)
+
+
+def layout(scale: float) -> list[FileSpec]:
+    """The files of the image, deterministic for a given scale."""
+    rng = random.Random(f"toolmarks-bench-layout:{LAYOUT_VERSION}")
+    sizes = []
+    for count, low, high in SIZE_CLASSES:
+        for _ in range(max(1, round(count * scale))):
+            sizes.append(rng.randint(low, high))
+    rng.shuffle(sizes)
+    # The largest file is planted too, at its very end (past plaso's 32 MiB
+    # YARA cap and many engine chunks in).
+    largest = sizes.index(max(sizes))
+    files = []
+    planted = 0
+    for number, size in enumerate(sizes):
+        kind = "random" if number % 2 == 0 else "text"
+        ext = "bin" if kind == "random" else "txt"
+        spec = FileSpec(f"/d{number % DIRECTORIES:02d}/f{number:05d}.{ext}", size, kind)
+        if number % PLANT_EVERY == 0 or number == largest:
+            encoding = "ascii" if planted % 2 == 0 else "wide"
+            room = 200  # bytes kept free for the markers
+            if number == largest:
+                first = size - 60
+            elif size > ENGINE_CHUNK + room and planted % 2 == 0:
+                first = ENGINE_CHUNK - 9  # across the first chunk boundary
+            else:
+                first = rng.randrange(0, size - room)
+            other = first
+            while abs(other - first) < 80:
+                other = rng.randrange(0, size - 60)
+            spec.markers.append((*MAIN_MARKER, encoding, first))
+            spec.markers.append((*OTHER_MARKERS[planted % 2], other))
+            planted += 1
+        files.append(spec)
+    return files
+
+
+def content(spec: FileSpec, number: int) -> bytes:
+    if spec.kind == "random":
+        data = bytearray(
+            random.Random(f"toolmarks-bench:{number}").randbytes(spec.size)
+        )
+    else:
+        block = "".join(
+            f"{number:05d}.{line_no:03d} {TEXT_LINES[(number + line_no) % 4]}\n"
+            for line_no in range(64)
+        ).encode()
+        data = bytearray((block * (spec.size // len(block) + 1))[: spec.size])
+    for _, value, encoding, offset in spec.markers:
+        raw = value.encode("utf-16-le" if encoding == "wide" else "ascii")
+        data[offset : offset + len(raw)] = raw
+    return bytes(data)
+
+
+def _run(command: list[str], **kwargs: Any) -> None:
+    done = subprocess.run(command, check=False, capture_output=True, **kwargs)
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout or b"").decode(errors="replace")
+        raise BenchError(f"{' '.join(command)} failed ({done.returncode}):\n{output}")
+
+
+@contextlib.contextmanager
+def ntfs_mounted(raw: Path, mountpoint: Path) -> Iterator[None]:
+    """ntfs-3g in the foreground, so waiting for it after umount means the volume
+    is closed (FUSE unmounts asynchronously)."""
+    process = subprocess.Popen(
+        ["ntfs-3g", "-o", "no_detach", str(raw), str(mountpoint)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mountpoint):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"ntfs-3g could not mount {raw}")
+            time.sleep(0.05)
+        yield
+    finally:
+        if os.path.ismount(mountpoint):
+            subprocess.run(["umount", str(mountpoint)], check=False)
+        _, errors = process.communicate(timeout=300)
+    if process.returncode != 0:
+        raise BenchError(f"ntfs-3g exited {process.returncode}: {errors.decode()}")
+
+
+def build_image(workdir: Path, name: str, image_mib: int, scale: float) -> dict:
+    """Builds NAME.raw, NAME.E01 and NAME.json unless they are cached."""
+    raw = workdir / f"{name}.raw"
+    e01 = workdir / f"{name}.E01"
+    manifest_path = workdir / f"{name}.json"
+    files = layout(scale)
+    key = {"layout_version": LAYOUT_VERSION, "image_mib": image_mib, "scale": scale}
+    if manifest_path.exists() and raw.exists() and e01.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("key") == key and raw.stat().st_size == image_mib * MIB:
+            print(f"using cached image {raw} and {e01.name}", file=sys.stderr)
+            return manifest
+    for tool in ("mkntfs", "ntfs-3g", "umount", "ewfacquirestream"):
+        if shutil.which(tool) is None:
+            raise BenchError(f"{tool} is missing (Debian: ntfs-3g, ewf-tools, mount)")
+    if os.geteuid() != 0:
+        raise BenchError("building the image needs root (ntfs-3g FUSE mount)")
+    manifest_path.unlink(missing_ok=True)
+    started = time.perf_counter()
+    print(f"building {raw} ({len(files)} files) ...", file=sys.stderr)
+    raw.unlink(missing_ok=True)
+    with raw.open("wb") as handle:
+        handle.truncate(image_mib * MIB)
+    _run(["mkntfs", "--force", "--quick", "--quiet", "--label", "BENCH", str(raw)])
+    mountpoint = Path(tempfile.mkdtemp(prefix="mnt-", dir=workdir))
+    try:
+        with ntfs_mounted(raw, mountpoint):
+            for number in range(DIRECTORIES):
+                (mountpoint / f"d{number:02d}").mkdir()
+            for number, spec in enumerate(files):
+                (mountpoint / spec.path.lstrip("/")).write_bytes(content(spec, number))
+    finally:
+        mountpoint.rmdir()
+    print(f"acquiring {e01} ...", file=sys.stderr)
+    for stale in workdir.glob(f"{name}.E[0-9A-Z][0-9A-Z]"):
+        stale.unlink()
+    with raw.open("rb") as stdin:
+        _run(
+            ["ewfacquirestream", "-q", "-t", str(workdir / name), "-f", "encase6"]
+            + ["-c", "deflate:fast", "-m", "fixed", "-M", "physical"]
+            + ["-C", "bench", "-D", "toolmarks scan benchmark", "-e", "bench"]
+            + ["-E", "1", "-N", "generated by bench/scan_throughput.py"],
+            stdin=stdin,
+        )
+    planted: dict[str, list[str]] = {}
+    for spec in files:
+        for indicator, *_ in spec.markers:
+            planted.setdefault(indicator, []).append(spec.path)
+    manifest = {
+        "key": key,
+        "files": len(files),
+        "content_bytes": sum(spec.size for spec in files),
+        "planted": planted,
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+# --- measuring ---------------------------------------------------------------
+
+
+def _tree(root: int) -> list[int]:
+    """root and its descendants, from /proc (no /proc/*/children here)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += parents.get(pid, [])
+    return found
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes (shared pages of forked workers counted once)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * KIB
+    except OSError:
+        pass
+    return 0
+
+
+class TreeSampler(threading.Thread):
+    """Samples the summed PSS of a process tree every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, sum(_pss(pid) for pid in _tree(self.pid)))
+            self.stop.wait(self.interval)
+
+
+@dataclass
+class Measured:
+    label: str
+    command: list[str]
+    walls: list[float] = field(default_factory=list)
+    max_rss: int = 0  # bytes: largest single process (wait4), over all runs
+    tree_pss: int = 0  # bytes: sampled sum over the process tree, over all runs
+    cpu: list[float] = field(default_factory=list)  # user+sys s of the command
+    other_cpu: list[float] = field(default_factory=list)  # s of everything else
+
+    @property
+    def best(self) -> int:
+        return self.walls.index(min(self.walls))
+
+    @property
+    def wall(self) -> float:
+        return self.walls[self.best]
+
+
+def _busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat), to see how much
+    other processes ran during a measurement."""
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    label: str,
+    command: list[str],
+    repeat: int,
+    before: Callable[[], None] | None = None,
+    cwd: Path | None = None,
+    log: Path | None = None,
+) -> Measured:
+    result = Measured(label, command)
+    # GNU time forks the command from its own small process; subprocess's
+    # vfork would otherwise charge this script's RSS to the child's ru_maxrss.
+    gnu_time = Path("/usr/bin/time")
+    rss_file = Path(tempfile.gettempdir()) / f"toolmarks-bench-rss-{os.getpid()}"
+    for _ in range(repeat):
+        if before:
+            before()
+        wrapped = command
+        if gnu_time.exists():
+            wrapped = [str(gnu_time), "-o", str(rss_file), "-f", "%M", *command]
+        with open(log or os.devnull, "wb") as out:
+            busy_before = _busy_seconds()
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                wrapped, stdout=out, stderr=subprocess.STDOUT, cwd=cwd
+            )
+            sampler = TreeSampler(process.pid)
+            sampler.start()
+            # wait4's usage covers the child and the descendants it reaped; its
+            # ru_maxrss (KiB) is the largest of them.
+            _, status, usage = os.wait4(process.pid, 0)
+            wall = time.perf_counter() - started
+            busy = _busy_seconds() - busy_before
+            sampler.stop.set()
+            sampler.join()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            tail = log.read_text(errors="replace")[-3000:] if log else ""
+            raise BenchError(
+                f"{label}: exit {process.returncode}: {' '.join(command)}\n{tail}"
+            )
+        max_rss_kib = usage.ru_maxrss
+        if gnu_time.exists():
+            max_rss_kib = int(rss_file.read_text().split()[-1])
+            rss_file.unlink()
+        result.walls.append(wall)
+        result.max_rss = max(result.max_rss, max_rss_kib * KIB)
+        result.tree_pss = max(result.tree_pss, sampler.peak)
+        cpu = usage.ru_utime + usage.ru_stime
+        result.cpu.append(cpu)
+        result.other_cpu.append(max(0.0, busy - cpu))
+    print(
+        f"  {label}: {', '.join(f'{w:.2f}' for w in result.walls)} s", file=sys.stderr
+    )
+    return result
+
+
+def cli_available() -> tuple[bool, str]:
+    """Whether `toolmarks scan` can write its outputs (timeline.plaso needs
+    toolmarks.output.plaso_storage)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import toolmarks.output.plaso_storage"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode == 0:
+        return True, ""
+    lines = probe.stderr.strip().splitlines()
+    return False, lines[-1] if lines else f"exit {probe.returncode}"
+
+
+def scan_help() -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "toolmarks", "scan", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
+
+
+def found_paths(outdir: Path) -> tuple[dict[str, set[str]], dict[str, Any]]:
+    """Paths matched per indicator and the counts, from a CLI or engine run."""
+    paths: dict[str, set[str]] = {}
+    engine = outdir / "engine.json"
+    if engine.exists():
+        summary = json.loads(engine.read_text())
+        for indicator, values in summary["paths_by_indicator"].items():
+            paths[indicator] = set(values)
+        counts = dict(summary["counts"])
+        counts["unreadable"] = len(summary["unreadable"])
+        counts["skipped"] = len(summary["skipped"])
+        return paths, counts
+    with open(outdir / "timeline.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            for indicator in row.get("indicators", []):
+                paths.setdefault(indicator, set()).add(row.get("path"))
+    counts = json.loads((outdir / "scan.json").read_text())["counts"]
+    return paths, counts
+
+
+def check_findings(outdir: Path, planted: dict[str, list[str]]) -> tuple[bool, str]:
+    paths, counts = found_paths(outdir)
+    ok = True
+    parts = []
+    for indicator, expected in planted.items():
+        got = paths.get(indicator, set())
+        missing = sorted(set(expected) - got)
+        extra = sorted(got - set(expected))
+        ok = ok and not missing and not extra
+        text = f"{indicator.split('.')[0]} {len(got & set(expected))}/{len(expected)}"
+        if missing:
+            text += f" missing {missing[:3]}"
+        if extra:
+            text += f" extra {extra[:3]}"
+        parts.append(text)
+    bad = counts.get("unreadable", 0) + counts.get("skipped", 0)
+    if bad:
+        ok = False
+        parts.append(f"{bad} unreadable/skipped")
+    parts.append(
+        f"{counts.get('files', 0)} files, {counts.get('bytes', 0) / MIB:.0f} MiB"
+    )
+    return ok, "; ".join(parts)
+
+
+# --- main --------------------------------------------------------------------
+
+
+def warm(paths: list[Path]) -> None:
+    """Reads the inputs once so every timed run sees a warm page cache."""
+    for path in paths:
+        with path.open("rb") as handle:
+            while handle.read(16 * MIB):
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "toolmarks-bench",
+        help="where the images (cached), outputs and results go "
+        "(default: %(default)s; .cache/bench/ in the repo is git-ignored too)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a 256 MiB image with a quarter of the files, for a fast try",
+    )
+    parser.add_argument("--skip-plaso", action="store_true", help="no log2timeline run")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs per command, best kept (default 2)"
+    )
+    parser.add_argument(
+        "--engine",
+        action="store_true",
+        help="time the engine (python -c ... scan_image) instead of `toolmarks scan`; "
+        "used anyway while the CLI cannot write its outputs",
+    )
+    args = parser.parse_args(argv)
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    image_mib, scale = (256, 0.25) if args.quick else (1024, 1.0)
+    name = f"bench-{image_mib}M"
+    try:
+        manifest = build_image(workdir, name, image_mib, scale)
+        return run_all(args, workdir, name, image_mib, manifest)
+    except BenchError as error:
+        print(f"scan_throughput: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run_all(
+    args: argparse.Namespace, workdir: Path, name: str, image_mib: int, manifest: dict
+) -> int:
+    raw, e01 = workdir / f"{name}.raw", workdir / f"{name}.E01"
+    cores = os.cpu_count() or 1
+    yar = workdir / "toolmarks.yar"
+    _run(
+        [sys.executable, "-m", "toolmarks", "indicators", "export"]
+        + ["--format", "yara", "-o", str(yar)]
+    )
+    use_cli, why = (False, "--engine given") if args.engine else cli_available()
+    notes = []
+    if not use_cli:
+        notes.append(
+            f"`toolmarks scan` not used ({why}); the toolmarks rows time the "
+            "engine instead: "
+            "python -c '... scan_image(IMAGE, shipped set, ScanOptions(workers=N))' "
+            "(same image open, walk, read, hash and YARA work; no output files)"
+        )
+    print(f"warming the page cache ({raw.name}, {e01.name}) ...", file=sys.stderr)
+    warm([raw, e01])
+    rows: list[Measured] = []
+    checks: list[tuple[str, bool, str]] = []
+    rows.append(measure("md5sum raw", ["md5sum", str(raw)], args.repeat))
+    scans: dict[tuple[str, int, bool], Measured] = {}
+    # Since `toolmarks scan` checks an E01 with ewfverify beside the scan (unless
+    # --no-verify), its E01 rows include that check; one more row without it
+    # shows the scan alone.
+    no_verify = use_cli and "--no-verify" in scan_help()
+    variants = [(raw, "raw", 1, False), (raw, "raw", 0, False)]
+    variants += [(e01, "E01", 1, False), (e01, "E01", 0, False)]
+    if no_verify:
+        variants.append((e01, "E01", 1, True))
+    for image, kind, workers, skip_verify in variants:
+        tag = f"{name}-{kind}-w{workers}" + ("-noverify" if skip_verify else "")
+        outdir = workdir / f"out-{tag}"
+        shown = f"--workers {workers}" if workers else f"default ({cores} workers)"
+        if use_cli:
+            command = [sys.executable, "-m", "toolmarks", "scan", str(image)]
+            command += ["-o", str(outdir)]
+            command += ["--workers", str(workers)] if workers else []
+            command += ["--no-verify"] if skip_verify else []
+            label = f"toolmarks scan {kind} {shown}"
+            label += " --no-verify" if skip_verify else ""
+        else:
+            command = [sys.executable, "-c", ENGINE_SNIPPET, str(image)]
+            command += [str(outdir), str(workers)]
+            label = f"toolmarks engine {kind} {shown}"
+        row = measure(
+            label,
+            command,
+            args.repeat,
+            before=lambda outdir=outdir: shutil.rmtree(outdir, ignore_errors=True),
+            log=workdir / f"log-{tag}.txt",
+        )
+        rows.append(row)
+        scans[(kind, workers, skip_verify)] = row
+        checks.append((label, *check_findings(outdir, manifest["planted"])))
+    ewf = measure("ewfverify -q E01", ["ewfverify", "-q", str(e01)], args.repeat)
+    rows.append(ewf)
+    plaso = None
+    if not args.skip_plaso:
+        storage = workdir / "plaso.plaso"
+        plaso_dir = workdir / "plaso"
+        plaso_dir.mkdir(exist_ok=True)
+        plaso = measure(
+            "log2timeline --single_process raw",
+            ["log2timeline", "--single_process", "--status_view", "none"]
+            + ["--unattended", "--parsers", "filestat", "--hashers", "md5"]
+            + ["--yara_rules", str(yar), "--logfile", str(plaso_dir / "l2t.log")]
+            + ["--storage_file", str(storage), str(raw)],
+            args.repeat,
+            before=lambda: storage.unlink(missing_ok=True),
+            cwd=plaso_dir,
+            log=plaso_dir / "stdout.txt",
+        )
+        rows.append(plaso)
+    size = image_mib * MIB
+    print_report(
+        rows, scans, rows[0], ewf, plaso, checks, notes, manifest, raw, e01, size
+    )
+    results = {
+        "image": {"raw": str(raw), "e01": str(e01), "bytes": size, **manifest},
+        "cores": cores,
+        "notes": notes,
+        "rows": [
+            {
+                "label": r.label,
+                "command": r.command,
+                "walls": r.walls,
+                "max_rss": r.max_rss,
+                "tree_pss": r.tree_pss,
+                "cpu": r.cpu,
+                "other_cpu": r.other_cpu,
+            }
+            for r in rows
+        ],
+        "checks": checks,
+    }
+    (workdir / f"results-{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def print_report(
+    rows: list[Measured],
+    scans: dict[tuple[str, int, bool], Measured],
+    md5: Measured,
+    ewf: Measured,
+    plaso: Measured | None,
+    checks: list[tuple[str, bool, str]],
+    notes: list[str],
+    manifest: dict,
+    raw: Path,
+    e01: Path,
+    size: int,
+) -> None:
+    cores = os.cpu_count() or 1
+    print(
+        f"\nimage: {raw} ({size / MIB:.0f} MiB, {manifest['files']} files, "
+        f"{manifest['content_bytes'] / MIB:.1f} MiB content); "
+        f"{e01.name} {e01.stat().st_size / MIB:.0f} MiB; {cores} cores; "
+        f"best of {len(md5.walls)}, page cache warm\n"
+    )
+    for note in notes:
+        print(f"NOTE: {note}\n")
+    width = max(len(r.label) for r in rows)
+    print(
+        f"{'command':<{width}}  {'wall s':>6}  {'MiB/s':>6}  {'peak RSS MiB':>12}  "
+        f"{'tree PSS MiB':>12}  {'CPU s':>5}  {'other CPU s':>11}  runs (s)"
+    )
+    for r in rows:
+        print(
+            f"{r.label:<{width}}  {r.wall:6.2f}  {size / MIB / r.wall:6.1f}  "
+            f"{r.max_rss / MIB:12.0f}  {r.tree_pss / MIB:12.0f}  "
+            f"{r.cpu[r.best]:5.1f}  {r.other_cpu[r.best]:11.1f}  "
+            + " ".join(f"{w:.2f}" for w in r.walls)
+        )
+    print(
+        "\n(MiB/s = image size / wall; peak RSS = largest single process; tree PSS "
+        "= sampled sum over the process and its workers; CPU s = user+sys of the "
+        "command and its workers; other CPU s = what the rest of the machine used "
+        "meanwhile; all of the best run)\n"
+    )
+    busy = [r.label for r in rows if r.other_cpu[r.best] > 0.25 * r.wall]
+    if busy:
+        print(
+            "NOTE: other processes used over a quarter of a core during the best "
+            f"run of: {', '.join(busy)}; those numbers are pessimistic.\n"
+        )
+    verdicts = []
+
+    def ratio(label: str, value: float, goal: float, gated: bool = True) -> None:
+        verdict = ("PASS" if value >= goal else "FAIL") if gated else "info"
+        verdicts.append(verdict)
+        print(f"{label:<58} {value:6.2f}  >= {goal:<4}  {verdict}")
+
+    print(f"{'target (throughput ratio = baseline wall / toolmarks wall)':<58} value")
+    ratio(
+        "toolmarks raw, 1 worker / md5sum",
+        md5.wall / scans["raw", 1, False].wall,
+        TARGETS["raw_vs_md5sum"],
+    )
+    ratio(
+        f"toolmarks raw, {cores} workers / md5sum",
+        md5.wall / scans["raw", 0, False].wall,
+        TARGETS["raw_vs_md5sum"],
+        gated=False,
+    )
+    if plaso:
+        ratio(
+            "toolmarks raw, 1 worker / plaso single process",
+            plaso.wall / scans["raw", 1, False].wall,
+            TARGETS["raw_vs_plaso"],
+        )
+        ratio(
+            f"toolmarks raw, {cores} workers / plaso single process",
+            plaso.wall / scans["raw", 0, False].wall,
+            TARGETS["raw_vs_plaso"],
+            gated=False,
+        )
+    ratio(
+        "toolmarks E01, 1 worker / ewfverify",
+        ewf.wall / scans["E01", 1, False].wall,
+        TARGETS["e01_vs_ewfverify"],
+    )
+    ratio(
+        f"toolmarks E01, {cores} workers / ewfverify",
+        ewf.wall / scans["E01", 0, False].wall,
+        TARGETS["e01_vs_ewfverify"],
+        gated=False,
+    )
+    if ("E01", 1, True) in scans:
+        ratio(
+            "toolmarks E01, 1 worker, --no-verify / ewfverify",
+            ewf.wall / scans["E01", 1, True].wall,
+            TARGETS["e01_vs_ewfverify"],
+            gated=False,
+        )
+    peak = max(max(r.max_rss, r.tree_pss) for r in scans.values())
+    goal = TARGETS["memory_mib"]
+    verdict = "PASS" if peak < goal * MIB else "FAIL"
+    verdicts.append(verdict)
+    print(
+        f"{'peak memory of the toolmarks runs (MiB)':<58} {peak / MIB:6.0f}  "
+        f"<  {goal:<4.0f}  {verdict}"
+    )
+    print("\ncorrectness: files matched on each planted string == files planted")
+    for label, ok, text in checks:
+        verdicts.append("PASS" if ok else "FAIL")
+        print(f"  {'PASS' if ok else 'FAIL'}  {label}: {text}")
+    print(
+        f"\n{verdicts.count('PASS')} PASS, {verdicts.count('FAIL')} FAIL "
+        f"({verdicts.count('info')} info lines not gated: per-core targets are "
+        "checked on 1 worker)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
