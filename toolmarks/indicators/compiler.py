@@ -13,6 +13,11 @@ from collections import defaultdict
 
 import yara
 
+try:
+    import hyperscan
+except ImportError:  # YARA alone does the job, more slowly
+    hyperscan = None
+
 from toolmarks.indicators.model import HASH_TYPES, Indicator, IndicatorSet
 
 RULE_PREFIX = "toolmarks_"
@@ -125,6 +130,49 @@ class FilenameMatcher:
         return [ind for ind, regex in self._items if regex.search(path)]
 
 
+def _encoded(indicator: Indicator, encoding: str) -> bytes:
+    value = indicator.fields["value"]
+    return value.encode("utf-8" if encoding == "ascii" else "utf-16-le")
+
+
+class StringMatcher:
+    """All string indicators as one Hyperscan database, plus YARA for the
+    `fullword` ones (and for all of them where Hyperscan is not installed).
+    Both match whole buffers, so chunked scans overlap by the longest string.
+    """
+
+    def __init__(self, indicators: list[Indicator], tools: dict) -> None:
+        fast = [i for i in indicators if hyperscan and not i.fields.get("fullword")]
+        slow = [i for i in indicators if i not in fast]
+        # Pattern id -> (indicator, encoding, length in bytes).
+        self.literals: list[tuple[Indicator, str, int]] = []
+        expressions, flags = [], []
+        for ind in fast:
+            for encoding in ind.fields["encodings"]:
+                data = _encoded(ind, encoding)
+                # Escaped bytes, not Hyperscan's literal mode: that mode gave
+                # wrong end offsets for caseless UTF-16 strings (hyperscan 0.9.1).
+                expressions.append(b"".join(b"\\x%02x" % byte for byte in data))
+                flag = hyperscan.HS_FLAG_SINGLEMATCH
+                if ind.fields.get("nocase"):
+                    flag |= hyperscan.HS_FLAG_CASELESS
+                flags.append(flag)
+                self.literals.append((ind, encoding, len(data)))
+        self.database = None
+        if expressions:
+            self.database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            self.database.compile(
+                expressions=expressions,
+                ids=list(range(len(expressions))),
+                elements=len(expressions),
+                flags=flags,
+            )
+        self.rule_indicators = {rule_name(ind.id): ind for ind in slow}
+        self.rules = yara.compile(source=yara_source(slow, tools)) if slow else None
+        # Bytes a YARA string can span, so its chunks overlap enough to see it.
+        self.overlap = max((len(_encoded(ind, "wide")) - 1 for ind in slow), default=0)
+
+
 class CompiledSet:
     """The matchers of one indicator set."""
 
@@ -137,15 +185,10 @@ class CompiledSet:
         self.hash_types = {t for t, values in self.hashes.items() if values}
 
         strings = indicator_set.indicators("strings")
-        self.rule_indicators = {rule_name(ind.id): ind for ind in strings}
-        if len(self.rule_indicators) != len(strings):
+        if len({rule_name(ind.id) for ind in strings}) != len(strings):
             raise ValueError("two string indicator ids give the same YARA rule name")
         self.yara_source = yara_source(strings, self.tools)
-        self.yara_rules = yara.compile(source=self.yara_source) if strings else None
-        # Bytes a string can span, so chunked scans overlap enough to see it whole.
-        self.max_string_bytes = max(
-            (len(ind.fields["value"].encode("utf-16-le")) for ind in strings), default=0
-        )
+        self.strings = StringMatcher(strings, self.tools)
 
         self.filenames = FilenameMatcher(indicator_set.indicators("filenames"))
 

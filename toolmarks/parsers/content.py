@@ -1,8 +1,9 @@
 """File content: hashes, indicator strings and imphash from one chunked read.
 
 The same chunks feed MD5 (always), SHA-1/SHA-256 (when the set uses them) and the
-compiled YARA ruleset. Chunks overlap by the longest string so none is missed at
-a boundary; memory stays bounded whatever the file size.
+string matchers (Hyperscan for plain strings, YARA for `fullword` ones); chunks
+overlap by the longest string so none is missed at a boundary. Memory stays
+bounded whatever the file size.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import dataclasses
 import hashlib
 from typing import BinaryIO
 
-from toolmarks.indicators.compiler import CompiledSet
+from toolmarks.indicators.compiler import CompiledSet, rule_name
 from toolmarks.indicators.model import Indicator
 
-CHUNK_SIZE = 8 * 1024 * 1024
+# 1 MiB: larger reads cost more in TSK and pyewf than they save in calls.
+CHUNK_SIZE = 1024 * 1024
 # PE files up to this size are kept in memory for the imphash; larger ones are
 # reported as not checked rather than held whole.
 MAX_PE_SIZE = 64 * 1024 * 1024
@@ -65,43 +67,37 @@ def scan_stream(
     for name in ("sha1", "sha256"):
         if name in compiled.hash_types:
             digests[name] = hashlib.new(name)
-    rules = compiled.yara_rules
-    overlap = max(compiled.max_string_bytes - 1, 0)
+    strings = _StringScan(compiled)
     want_imphash = "imphash" in compiled.hash_types
     pe_chunks: list[bytes] | None = None
-    hits: dict[str, StringHit] = {}
-    tail = b""
     offset = 0
-    while True:
-        try:
-            chunk = file_object.read(chunk_size)
-        except Exception as error:  # noqa: BLE001 - any back end error is a bad read
-            result.error = f"read failed at offset {offset}: {error}"
-            break
-        if not chunk:
-            break
-        if offset == 0 and want_imphash and chunk[:2] == b"MZ":
-            pe_chunks = []
-        for digest in digests.values():
-            digest.update(chunk)
-        if pe_chunks is not None:
-            if offset + len(chunk) <= MAX_PE_SIZE:
-                pe_chunks.append(chunk)
-            else:
-                pe_chunks = None
-                result.notes.append(
-                    f"imphash not computed: PE larger than {MAX_PE_SIZE} bytes"
-                )
-        if rules is not None:
-            buffer = tail + chunk if tail else chunk
-            base = offset - len(tail)
-            for match in rules.match(data=buffer):
-                _add_hits(hits, match, base, compiled)
-            tail = buffer[-overlap:] if overlap else b""
-        offset += len(chunk)
+    try:
+        while True:
+            try:
+                chunk = file_object.read(chunk_size)
+            except Exception as error:  # noqa: BLE001 - any back end error
+                result.error = f"read failed at offset {offset}: {error}"
+                break
+            if not chunk:
+                break
+            if offset == 0 and want_imphash and chunk[:2] == b"MZ":
+                pe_chunks = []
+            for digest in digests.values():
+                digest.update(chunk)
+            if pe_chunks is not None:
+                if offset + len(chunk) <= MAX_PE_SIZE:
+                    pe_chunks.append(chunk)
+                else:
+                    pe_chunks = None
+                    result.notes.append(
+                        f"imphash not computed: PE larger than {MAX_PE_SIZE} bytes"
+                    )
+            strings.feed(chunk, offset)
+            offset += len(chunk)
+    finally:
+        result.strings = strings.close()
     result.size = offset
     result.hashes = {name: digest.hexdigest() for name, digest in digests.items()}
-    result.strings = sorted(hits.values(), key=lambda hit: hit.offset)
     if pe_chunks and result.error is None:
         result.imphash, problem = _imphash(b"".join(pe_chunks))
         if problem:
@@ -109,21 +105,60 @@ def scan_stream(
     return result
 
 
-def _add_hits(
-    hits: dict[str, StringHit], match, base: int, compiled: CompiledSet
-) -> None:
-    """Keeps the first occurrence of each rule; later chunks only add new rules."""
-    if match.rule in hits:
-        return
-    instances = [
-        (base + instance.offset, instance.matched_data)
-        for string in match.strings
-        for instance in string.instances
-    ]
-    if not instances:
-        return
-    offset, data = min(instances)
-    encoding = "wide" if len(data) > 1 and data[1:2] == b"\x00" else "ascii"
-    hits[match.rule] = StringHit(
-        compiled.rule_indicators[match.rule], match.rule, offset, encoding
-    )
+class _StringScan:
+    """The string indicators found in one stream, fed chunk by chunk.
+
+    Chunks are matched whole, each after the last bytes of the one before, so a
+    string that crosses a boundary is still seen once whole.
+    """
+
+    def __init__(self, compiled: CompiledSet) -> None:
+        self._matcher = compiled.strings
+        self._first: dict[int, int] = {}  # Hyperscan pattern id -> end offset
+        self._hits: dict[str, StringHit] = {}  # YARA rule -> hit
+        self._tail = b""
+        self._base = 0
+
+    def _on_match(
+        self, pattern: int, start: int, end: int, flags: int, context: object
+    ) -> None:
+        self._first.setdefault(pattern, self._base + end)
+
+    def feed(self, chunk: bytes, offset: int) -> None:
+        buffer = self._tail + chunk if self._tail else chunk
+        self._base = offset - len(self._tail)
+        # Hyperscan's block mode, not its stream mode: streams freed by Python's
+        # cycle collector after closing crashed the process (hyperscan 0.9.1).
+        if self._matcher.database is not None:
+            self._matcher.database.scan(buffer, match_event_handler=self._on_match)
+        if self._matcher.rules is not None:
+            for match in self._matcher.rules.match(data=buffer):
+                self._add_yara(match, self._base)
+        overlap = self._matcher.overlap
+        self._tail = buffer[-overlap:] if overlap else b""
+
+    def _add_yara(self, match, base: int) -> None:
+        """Keeps the first occurrence of each rule; later chunks add new rules."""
+        if match.rule in self._hits:
+            return
+        instances = [
+            (base + instance.offset, instance.matched_data)
+            for string in match.strings
+            for instance in string.instances
+        ]
+        if not instances:
+            return
+        offset, data = min(instances)
+        encoding = "wide" if len(data) > 1 and data[1:2] == b"\x00" else "ascii"
+        indicator = self._matcher.rule_indicators[match.rule]
+        self._hits[match.rule] = StringHit(indicator, match.rule, offset, encoding)
+
+    def close(self) -> list[StringHit]:
+        hits = dict(self._hits)
+        for pattern, end in self._first.items():
+            indicator, encoding, length = self._matcher.literals[pattern]
+            rule = rule_name(indicator.id)
+            hit = StringHit(indicator, rule, end - length, encoding)
+            if rule not in hits or hit.offset < hits[rule].offset:
+                hits[rule] = hit
+        return sorted(hits.values(), key=lambda hit: hit.offset)
