@@ -115,6 +115,12 @@ def workstation_images() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def traces_images() -> dict[str, Any]:
+    """The traces scenario (planted hives and prefetch files) as raw and E01."""
+    return build_cached("traces", ["raw", "e01"])
+
+
+@pytest.fixture(scope="session")
 def demo_image() -> dict[str, Any]:
     """The committed demo image: e01 (path), manifest (dict), manifest_path.
 

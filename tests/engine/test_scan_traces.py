@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import build_cached
 from Registry import Registry
 
 from toolmarks.engine.scan import ScanOptions, UnitResult, scan_image
@@ -59,12 +58,6 @@ HIVE_NAMES = {
     "usrclass.dat",
     "amcache.hve",
 }
-
-
-@pytest.fixture(scope="session")
-def traces_images() -> dict[str, Any]:
-    """The traces scenario as raw and E01, built once and cached."""
-    return build_cached("traces", FORMATS)
 
 
 @pytest.fixture(scope="module", params=FORMATS)

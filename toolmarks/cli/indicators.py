@@ -12,7 +12,6 @@ from pathlib import Path
 import yaml
 
 from toolmarks.indicators import compiler, loader
-from toolmarks.indicators.formats import hashes, misp, plaso_tagging, stix
 from toolmarks.indicators.formats.common import ImportProblem
 from toolmarks.indicators.model import SECTIONS, IndicatorSet
 
@@ -93,6 +92,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    # Imported here: stix2 and plaso take a good part of a second to load, which
+    # every `toolmarks scan` would pay otherwise.
+    from toolmarks.indicators.formats import hashes, plaso_tagging, stix
+
     indicator_set = load_set(args)
     exporters: dict[str, Callable[[IndicatorSet], str]] = {
         "yara": lambda s: compiler.compile_set(s).yara_source,
@@ -114,6 +117,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from toolmarks.cli.main import UsageError
+    from toolmarks.indicators.formats import hashes, misp, stix
 
     path = Path(args.file)
     try:

@@ -148,6 +148,9 @@ class FileItem:
     is_dir: bool = False
     reallocated: bool = False
     has_metadata: bool = True
+    # Byte offset in the volume of the stream's first data run, None when its
+    # data is resident or unknown: readers sort by it to read the disk in order.
+    location: int | None = None
     _opener: Callable[[], BinaryIO] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )

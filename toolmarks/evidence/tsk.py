@@ -49,6 +49,10 @@ _META_DIRS = (int(_T.TSK_FS_META_TYPE_DIR), int(_T.TSK_FS_META_TYPE_VIRT_DIR))
 _NAME_REG = int(_T.TSK_FS_NAME_TYPE_REG)
 _NAME_DIRS = (int(_T.TSK_FS_NAME_TYPE_DIR), int(_T.TSK_FS_NAME_TYPE_VIRT_DIR))
 _ATTR_NTFS_DATA = int(_T.TSK_FS_ATTR_TYPE_NTFS_DATA)
+_ATTR_NONRESIDENT = int(pytsk3.TSK_FS_ATTR_NONRES)
+# The attribute holding a file's content: NTFS $DATA, and TSK's default for FAT
+# and ext.
+_DEFAULT_DATA = {_ATTR_NTFS_DATA, int(_T.TSK_FS_ATTR_TYPE_DEFAULT)}
 
 # What pytsk3 raises on damaged entries; anything else is a bug and surfaces.
 _ENTRY_ERRORS = (OSError, RuntimeError, ValueError, AttributeError, TypeError)
@@ -140,6 +144,28 @@ class TSKStream(ReadOnlyStream):
 class TSKFileSystem:
     """An open TSK file system of one volume."""
 
+    def run_offset(self, attribute: Any) -> int | None:
+        """Byte offset of an attribute's first data run (None if resident)."""
+        if not int(attribute.info.flags) & _ATTR_NONRESIDENT:
+            return None
+        try:
+            for run in attribute:
+                return int(run.addr) * self.block_size
+        except (OSError, RuntimeError):
+            return None
+        return None
+
+    def first_run_offset(self, tsk_file: Any) -> int | None:
+        """Byte offset of the default data stream's first run, if known."""
+        try:
+            for attribute in tsk_file:
+                info = attribute.info
+                if int(info.type) in _DEFAULT_DATA and not info.name:
+                    return self.run_offset(attribute)
+        except (OSError, RuntimeError):
+            return None
+        return None
+
     def __init__(self, fs_info: Any, keep_alive: Any = None) -> None:
         self.fs_info = fs_info
         # The dfvfs file system object owns the image file object TSK reads
@@ -149,6 +175,7 @@ class TSKFileSystem:
         self.fs_type = FS_TYPE_NAMES.get(self.ftype, "TSK")
         self.is_ntfs = self.ftype == _NTFS
         self.root_inum = int(fs_info.info.root_inum)
+        self.block_size = int(fs_info.info.block_size)
         self._time_fields = _time_fields(self.ftype)
         self._precision = None
         if self.ftype in (int(_T.TSK_FS_TYPE_EXT2), int(_T.TSK_FS_TYPE_EXT3)):
@@ -407,6 +434,7 @@ class TSKWalker:
         )
         if is_file:
             item._opener = fs.opener(inode, None, None, size, item.display_path)
+            item.location = fs.first_run_offset(entry.tsk_file)
         yield item
         if fs.is_ntfs:
             yield from self._named_streams(
@@ -447,6 +475,7 @@ class TSKWalker:
             item._opener = self._fs.opener(
                 inode, _ATTR_NTFS_DATA, int(attr_info.id), size, item.display_path
             )
+            item.location = self._fs.run_offset(attribute)
             yield item
 
 
