@@ -108,6 +108,20 @@ def artefact_kind(item: FileItem) -> str | None:
     return None
 
 
+def not_read(item: FileItem, options: ScanOptions) -> str | None:
+    """Why the item's content is not read ("empty", "reallocated", "metadata",
+    "cap"), or None when it is."""
+    if not (item.is_file and item.size > 0 and item.has_metadata):
+        return "empty"
+    if item.reallocated:
+        return "reallocated"
+    if not options.scan_metadata and _NTFS_METADATA.match(item.path):
+        return "metadata"
+    if options.max_file_size is not None and item.size > options.max_file_size:
+        return "cap"
+    return None
+
+
 class Scanner:
     """Scans the file items of volumes against one compiled indicator set."""
 
@@ -152,24 +166,23 @@ class Scanner:
                     "or missing): only the name in its directory is known",
                 }
             )
-        if item.is_file and item.size > 0 and item.has_metadata:
-            cap = self.options.max_file_size
-            if item.reallocated:
-                # The entry now holds another file's content, scanned under
-                # that file's own name; here it would be a hit under a wrong name.
-                result.count("reallocated_entries_not_content_scanned")
-            elif not self.options.scan_metadata and _NTFS_METADATA.match(item.path):
-                result.count("metadata_files_not_content_scanned")
-            elif cap is not None and item.size > cap:
-                result.skipped.append(
-                    {
-                        "location": item.display_path,
-                        "size": item.size,
-                        "reason": f"larger than --max-file-size {cap}",
-                    }
-                )
-            else:
-                matches += self._scan_content(item, attributes, result)
+        skip = not_read(item, self.options)
+        if skip == "reallocated":
+            # The entry now holds another file's content, scanned under that
+            # file's own name; here it would be a hit under a wrong name.
+            result.count("reallocated_entries_not_content_scanned")
+        elif skip == "metadata":
+            result.count("metadata_files_not_content_scanned")
+        elif skip == "cap":
+            result.skipped.append(
+                {
+                    "location": item.display_path,
+                    "size": item.size,
+                    "reason": f"larger than --max-file-size {self.options.max_file_size}",
+                }
+            )
+        elif skip is None:
+            matches += self._scan_content(item, attributes, result)
         if matches:
             result.traces += file_traces(item, matches, attributes)
 
@@ -324,22 +337,27 @@ def _disk_order(item: FileItem) -> tuple[int, int]:
     return (0, item.location) if item.location is not None else (1, 0)
 
 
-def share(items: Iterator[FileItem], index: int, stride: int) -> Iterator[FileItem]:
-    """The items of share `index` of `stride`, batch by batch, in disk order."""
+def share(
+    items: Iterator[FileItem], unit: Unit, options: ScanOptions
+) -> Iterator[FileItem]:
+    """The items of one unit's share, batch by batch, in disk order."""
     batch: list[FileItem] = []
     for item in items:
         batch.append(item)
         if len(batch) == BATCH:
-            yield from _cut(batch, index, stride)
+            yield from _cut(batch, unit, options)
             batch = []
-    yield from _cut(batch, index, stride)
+    yield from _cut(batch, unit, options)
 
 
-def _cut(batch: list[FileItem], index: int, stride: int) -> list[FileItem]:
+def _cut(batch: list[FileItem], unit: Unit, options: ScanOptions) -> list[FileItem]:
     batch.sort(key=_disk_order)
+    index, stride = unit.index, unit.stride
     if stride == 1:
         return batch
-    costs = [ENTRY_COST + (item.size if item.is_file else 0) for item in batch]
+    costs = [
+        ENTRY_COST + (0 if not_read(item, options) else item.size) for item in batch
+    ]
     total = sum(costs)
     low, high = total * index / stride, total * (index + 1) / stride
     mine, before = [], 0
@@ -371,7 +389,7 @@ def run_unit(
     try:
         volume = next(v for v in evidence.volumes() if v.label == unit.volume_label)
         scanner = Scanner(compile_set(indicator_set), options)
-        items = share(evidence.walk(volume), unit.index, unit.stride)
+        items = share(evidence.walk(volume), unit, options)
         scanner.scan_items(items, result, progress)
     finally:
         evidence.close()
