@@ -6,11 +6,16 @@ measured in the same run: reading the same bytes and hashing them with MD5 (what
 the content scan costs for those files anyway). Registry and prefetch detection
 must stay a small share of a scan.
 
-    python bench/parsers.py
+    python bench/parsers.py [--image IMAGE]
+
+With --image it also scans IMAGE (e.g. the traces scenario, .cache/scenarios/
+traces-*/traces.raw, built by the tests) and prints the share of the scan spent
+in the two parsers.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import lzma
@@ -38,7 +43,24 @@ def timed(function) -> tuple[object, float]:
     return value, time.perf_counter() - start
 
 
+def scan_share(image: str) -> None:
+    from toolmarks.engine.scan import ScanOptions, scan_image
+
+    start = time.perf_counter()
+    result, _ = scan_image(image, loader.load(), ScanOptions(workers=1))
+    total = time.perf_counter() - start
+    for kind, seconds in sorted(result.parser_seconds.items()):
+        files = result.counts.get(f"{kind}_files", 0)
+        print(
+            f"scan of {image}: {kind} parser {seconds:.3f} s for {files} files, "
+            f"{seconds / total:.1%} of the {total:.2f} s scan"
+        )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", help="also scan this image and show the share")
+    args = parser.parse_args()
     compiled = compiler.compile_set(loader.load())
     print(f"{'file':40} {'MiB':>7} {'keys':>8} {'parse s':>8} {'md5 s':>7} ratio")
     total_parse = total_md5 = 0.0
@@ -74,6 +96,8 @@ def main() -> None:
         f"({len(files) / seconds:.0f} files/s; md5 of the same bytes "
         f"{md5_seconds:.4f} s)"
     )
+    if args.image:
+        scan_share(args.image)
 
 
 if __name__ == "__main__":
