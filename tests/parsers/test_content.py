@@ -126,3 +126,47 @@ def test_read_error_is_reported_with_its_offset(tmp_path) -> None:
     compiled = compiled_set(tmp_path, strings=STRINGS)
     result = content.scan_stream(Broken(), compiled, chunk_size=100)
     assert result.error == "read failed at offset 200: sector not readable"
+
+
+@pytest.mark.parametrize("chunk_size", [5, 16, 29, 30, 31])
+def test_plain_strings_alone_cross_boundaries(tmp_path, chunk_size) -> None:
+    compiled = compiled_set(tmp_path, strings=[STRINGS[0]])
+    data = b"x" * 17 + b"Windows Credentials Editor" + b"y" * 40
+    result = content.scan_stream(io.BytesIO(data), compiled, chunk_size=chunk_size)
+    assert [(h.indicator.id, h.offset) for h in result.strings] == [
+        ("probe.string.plain", 17)
+    ]
+
+
+@pytest.mark.parametrize("chunk_size", [3, 10, 11, 12, 1 << 20])
+def test_fullword_at_the_very_end_and_start(tmp_path, chunk_size) -> None:
+    compiled = compiled_set(tmp_path, strings=[STRINGS[2]])
+    for data, offset in [
+        (b"ab wce_ccache", 3),
+        (b"wce_ccache-x", 0),
+        (b"awce_ccache wce_ccache", 12),
+        ("x wce_ccache".encode("utf-16-le"), 4),
+    ]:
+        result = content.scan_stream(io.BytesIO(data), compiled, chunk_size=chunk_size)
+        assert [h.offset for h in result.strings] == [offset], data
+
+
+def test_yara_fallback_finds_the_same(tmp_path, monkeypatch) -> None:
+    data = bytearray(os.urandom(5000).replace(b"\x00", b"\x01"))
+    data[100:126] = b"Windows Credentials Editor"
+    data[3000 : 3000 + 24] = "zxhttpSERVER".encode("utf-16-le")
+    data[3999:4011] = b" wce_ccache "
+    with_hyperscan = compiled_set(tmp_path, strings=STRINGS)
+    monkeypatch.setattr(compiler, "hyperscan", None)
+    with_yara = compiled_set(tmp_path, strings=STRINGS)
+    assert with_yara.strings.database is None and with_yara.strings.rules
+    results = [
+        {
+            (h.indicator.id, h.offset, h.encoding)
+            for h in content.scan_stream(
+                io.BytesIO(bytes(data)), compiled, chunk_size=64
+            ).strings
+        }
+        for compiled in (with_hyperscan, with_yara)
+    ]
+    assert results[0] == results[1] and len(results[0]) == 3

@@ -136,28 +136,30 @@ def _encoded(indicator: Indicator, encoding: str) -> bytes:
 
 
 class StringMatcher:
-    """All string indicators as one Hyperscan database, plus YARA for the
-    `fullword` ones (and for all of them where Hyperscan is not installed).
-    Both match whole buffers, so chunked scans overlap by the longest string.
+    """All string indicators as one Hyperscan database (YARA where Hyperscan is
+    not installed). Both match whole buffers, so chunked scans overlap by the
+    longest string, plus the character before it that `fullword` looks at.
     """
 
     def __init__(self, indicators: list[Indicator], tools: dict) -> None:
-        fast = [i for i in indicators if hyperscan and not i.fields.get("fullword")]
-        slow = [i for i in indicators if i not in fast]
-        # Pattern id -> (indicator, encoding, length in bytes).
-        self.literals: list[tuple[Indicator, str, int]] = []
+        fast = indicators if hyperscan else []
+        # Pattern id -> (indicator, encoding, length in bytes, fullword).
+        self.literals: list[tuple[Indicator, str, int, bool]] = []
         expressions, flags = [], []
         for ind in fast:
+            fullword = bool(ind.fields.get("fullword"))
             for encoding in ind.fields["encodings"]:
                 data = _encoded(ind, encoding)
                 # Escaped bytes, not Hyperscan's literal mode: that mode gave
                 # wrong end offsets for caseless UTF-16 strings (hyperscan 0.9.1).
                 expressions.append(b"".join(b"\\x%02x" % byte for byte in data))
-                flag = hyperscan.HS_FLAG_SINGLEMATCH
+                # A fullword string needs every occurrence until one stands
+                # alone; the others are reported once.
+                flag = 0 if fullword else hyperscan.HS_FLAG_SINGLEMATCH
                 if ind.fields.get("nocase"):
                     flag |= hyperscan.HS_FLAG_CASELESS
                 flags.append(flag)
-                self.literals.append((ind, encoding, len(data)))
+                self.literals.append((ind, encoding, len(data), fullword))
         self.database = None
         if expressions:
             self.database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
@@ -167,10 +169,12 @@ class StringMatcher:
                 elements=len(expressions),
                 flags=flags,
             )
+        slow = [ind for ind in indicators if ind not in fast]
         self.rule_indicators = {rule_name(ind.id): ind for ind in slow}
         self.rules = yara.compile(source=yara_source(slow, tools)) if slow else None
-        # Bytes a YARA string can span, so its chunks overlap enough to see it.
-        self.overlap = max((len(_encoded(ind, "wide")) - 1 for ind in slow), default=0)
+        self.overlap = max(
+            (len(_encoded(ind, "wide")) + 1 for ind in indicators), default=0
+        )
 
 
 class CompiledSet:

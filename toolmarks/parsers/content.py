@@ -105,6 +105,10 @@ def scan_stream(
     return result
 
 
+def _is_word_byte(byte: int) -> bool:
+    return 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122
+
+
 class _StringScan:
     """The string indicators found in one stream, fed chunk by chunk.
 
@@ -114,19 +118,45 @@ class _StringScan:
 
     def __init__(self, compiled: CompiledSet) -> None:
         self._matcher = compiled.strings
-        self._first: dict[int, int] = {}  # Hyperscan pattern id -> end offset
+        self._first: dict[int, int] = {}  # Hyperscan pattern id -> start offset
+        self._pending: dict[int, int] = {}  # fullword hits at the buffer's end
         self._hits: dict[str, StringHit] = {}  # YARA rule -> hit
         self._tail = b""
+        self._buffer = b""
         self._base = 0
 
     def _on_match(
         self, pattern: int, start: int, end: int, flags: int, context: object
     ) -> None:
-        self._first.setdefault(pattern, self._base + end)
+        if pattern in self._first:
+            return
+        _, encoding, length, fullword = self._matcher.literals[pattern]
+        start = end - length
+        if fullword:
+            # YARA's fullword: no letter or digit right before or after.
+            width = 2 if encoding == "wide" else 1
+            buffer = self._buffer
+            if start >= width:
+                before = buffer[start - width : start]
+                if _is_word_byte(before[0]) and (width == 1 or before[1] == 0):
+                    return
+            elif self._base + start > 0:
+                return  # seen whole in the previous buffer, with its context
+            if end + width > len(buffer):
+                # The next buffer holds it again with what follows; if none
+                # comes, the stream ends here and the string stands alone.
+                self._pending.setdefault(pattern, self._base + start)
+                return
+            after = buffer[end : end + width]
+            if _is_word_byte(after[0]) and (width == 1 or after[1] == 0):
+                return
+        self._first[pattern] = self._base + start
 
     def feed(self, chunk: bytes, offset: int) -> None:
         buffer = self._tail + chunk if self._tail else chunk
         self._base = offset - len(self._tail)
+        self._buffer = buffer
+        self._pending.clear()
         # Hyperscan's block mode, not its stream mode: streams freed by Python's
         # cycle collector after closing crashed the process (hyperscan 0.9.1).
         if self._matcher.database is not None:
@@ -155,10 +185,11 @@ class _StringScan:
 
     def close(self) -> list[StringHit]:
         hits = dict(self._hits)
-        for pattern, end in self._first.items():
-            indicator, encoding, length = self._matcher.literals[pattern]
+        found = {**self._pending, **self._first}
+        for pattern, start in found.items():
+            indicator, encoding, _, _ = self._matcher.literals[pattern]
             rule = rule_name(indicator.id)
-            hit = StringHit(indicator, rule, end - length, encoding)
+            hit = StringHit(indicator, rule, start, encoding)
             if rule not in hits or hit.offset < hits[rule].offset:
                 hits[rule] = hit
         return sorted(hits.values(), key=lambda hit: hit.offset)
