@@ -8,6 +8,7 @@ regexes, and the trace indicators lists of compiled regexes by hive or channel.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections import defaultdict
 
@@ -191,7 +192,6 @@ class CompiledSet:
         strings = indicator_set.indicators("strings")
         if len({rule_name(ind.id) for ind in strings}) != len(strings):
             raise ValueError("two string indicator ids give the same YARA rule name")
-        self.yara_source = yara_source(strings, self.tools)
         self.strings = StringMatcher(strings, self.tools)
 
         self.filenames = FilenameMatcher(indicator_set.indicators("filenames"))
@@ -222,6 +222,12 @@ class CompiledSet:
                 self.eventlog[key].append(
                     RegexIndicator(ind, None, data=_compile(ind.fields["pattern"]))
                 )
+
+    @functools.cached_property
+    def yara_source(self) -> str:
+        """The YARA rules of all string indicators, for export (scans use
+        Hyperscan)."""
+        return yara_source(self.indicator_set.indicators("strings"), self.tools)
 
     def match_hash(self, hash_type: str, value: str) -> list[Indicator]:
         return self.hashes[hash_type].get(value.lower(), [])
