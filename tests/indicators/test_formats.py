@@ -64,8 +64,8 @@ def test_path_regex_accepts_both_separators() -> None:
     assert regex.search("/Users/a/123-attach.doc")
     assert regex.search(r"\Users\a\123-attach.doc")
     assert not regex.search("/Users/a/12-attach.doc")
-    in_class = re.compile(path_regex(r"\\tmp\\[^\\]+\.exe$"))
-    assert in_class.search("/tmp/x.exe") and not in_class.search("/tmp/a/x.exe")
+    in_class = re.compile(path_regex(r"\\temp\\[^\\]+\.exe$"))
+    assert in_class.search("/temp/x.exe") and not in_class.search("/temp/a/x.exe")
 
 
 def test_stix_round_trip_keeps_hashes_and_names(tmp_path: Path, capsys) -> None:
