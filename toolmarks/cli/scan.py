@@ -65,7 +65,7 @@ class Progress:
             self._bar.update(size)
             if now - self._last > 0.2:
                 done = f"{self.files}/{self.total_files or '?'}"
-                self._bar.set_postfix(files=done, refresh=False)
+                self._bar.set_postfix(entries=done, refresh=False)
                 self._last = now
         elif self.mode == "json" and now - self._last > 1.0:
             self._last = now
@@ -75,8 +75,8 @@ class Progress:
                 eta = round(seconds * (self.total_bytes - self.bytes) / self.bytes, 1)
             log(
                 "progress",
-                files=self.files,
-                total_files=self.total_files,
+                entries=self.files,
+                total_entries=self.total_files,
                 bytes=self.bytes,
                 total_bytes=self.total_bytes,
                 mib_per_s=round(self.bytes / 2**20 / max(seconds, 1e-6), 1),

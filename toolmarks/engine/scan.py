@@ -150,7 +150,7 @@ class Scanner:
                     }
                 )
             if progress:
-                progress(1, item.size if item.is_file else 0)
+                progress(1, 0 if not_read(item, self.options) else item.size)
 
     def _scan_item(self, item: FileItem, result: UnitResult) -> None:
         matches: list[Match] = []
@@ -435,7 +435,7 @@ def count_totals(image: str, options: ScanOptions) -> tuple[int, int]:
         for volume in evidence.volumes():
             for item in evidence.walk(volume):
                 entries += 1
-                size += item.size if item.is_file else 0
+                size += 0 if not_read(item, options) else item.size
     return entries, size
 
 
