@@ -1,7 +1,8 @@
 """The scan engine: walks an image once, reads every stream once, runs the parsers.
 
-Work is cut into units (one volume, every n-th entry of it) so a local process
-pool can run them side by side; each unit opens the image itself, read-only.
+Work is cut into units (one volume, one contiguous share of each batch of its
+entries in disk order) so a local process pool can run them side by side; each
+unit opens the image itself, read-only.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def windows_path(item: FileItem) -> str:
 
 
 def artefact_kind(item: FileItem) -> str | None:
-    """ "prefetch", "registry" or None, from the item's path and name."""
+    """The parser an item goes to ("prefetch", "registry") from its path, or None."""
     if item.stream:
         return None
     name = item.path.rsplit("/", 1)[-1].lower()
