@@ -41,6 +41,8 @@ class Progress:
         if mode == "bar":
             from tqdm import tqdm
 
+            # No monitor thread: the scan forks its workers after the bar exists.
+            tqdm.monitor_interval = 0
             self._bar = tqdm(
                 total=None,
                 unit="B",
@@ -171,10 +173,14 @@ def run(args: argparse.Namespace) -> int:
         image_info = dict(evidence.image_info)
         mode = "json" if args.json_log else "bar" if sys.stderr.isatty() else "none"
         progress = Progress(mode)
-        progress.start_totals(str(image), options)
         try:
             result, volumes = scan_image(
-                str(image), indicator_set, options, progress, evidence=evidence
+                str(image),
+                indicator_set,
+                options,
+                progress,
+                evidence=evidence,
+                started=lambda: progress.start_totals(str(image), options),
             )
         finally:
             progress.close()

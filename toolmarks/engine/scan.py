@@ -446,9 +446,14 @@ def scan_image(
     options: ScanOptions,
     progress: Callable[[int, int], None] | None = None,
     evidence: Evidence | None = None,
+    started: Callable[[], None] | None = None,
 ) -> tuple[UnitResult, list[Volume]]:
     """Scans every selected volume of an image; raises EvidenceError if it
-    cannot be opened at all."""
+    cannot be opened at all.
+
+    `started` is called once the worker processes exist: threads of the caller
+    must start only then, since a fork copies no thread but every lock one holds.
+    """
     result = UnitResult()
     own = evidence is None
     if evidence is None:
@@ -470,6 +475,8 @@ def scan_image(
         for index in range(workers)
     ]
     if workers == 1:
+        if started:
+            started()
         for unit in units:
             result.merge(run_unit(unit, indicator_set, options, progress))
         return result, volumes
@@ -485,6 +492,8 @@ def scan_image(
             pool.submit(_run_unit_in_worker, unit, indicator_set, options)
             for unit in units
         }
+        if started:
+            started()
         while futures:
             done, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(queue, progress)
