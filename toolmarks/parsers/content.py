@@ -15,8 +15,9 @@ from typing import BinaryIO
 from toolmarks.indicators.compiler import CompiledSet, rule_name
 from toolmarks.indicators.model import Indicator
 
-# 1 MiB: larger reads cost more in TSK and pyewf than they save in calls.
-CHUNK_SIZE = 1024 * 1024
+# 2 MiB: the fastest through TSK on raw and E01 alike (measured 1–16 MiB); larger
+# reads cost more in copies than they save in calls.
+CHUNK_SIZE = 2 * 1024 * 1024
 # PE files up to this size are kept in memory for the imphash; larger ones are
 # reported as not checked rather than held whole.
 MAX_PE_SIZE = 64 * 1024 * 1024
