@@ -170,7 +170,7 @@ class StringMatcher:
                 elements=len(expressions),
                 flags=flags,
             )
-        slow = [ind for ind in indicators if ind not in fast]
+        slow = [] if hyperscan else indicators
         self.rule_indicators = {rule_name(ind.id): ind for ind in slow}
         self.rules = yara.compile(source=yara_source(slow, tools)) if slow else None
         self.overlap = max(
