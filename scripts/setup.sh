@@ -19,4 +19,5 @@ fi
 
 extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
-python3 -m pip install --quiet --disable-pip-version-check -e ".${extra}"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    -e ".${extra}"
