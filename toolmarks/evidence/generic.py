@@ -67,17 +67,16 @@ class DfvfsWalker:
         self._volume = volume
         self._warn = warn
 
-    def _where(self, path: str) -> str:
-        return f"{self._volume.label}:{path}" if self._volume.label else path
-
     def walk(self) -> Iterator[FileItem]:
         try:
             root = self._fs.GetRootFileEntry()
         except Exception as exception:  # noqa: BLE001 - reported, not raised
-            self._warn(self._where("/"), f"cannot open root directory: {exception}")
+            self._warn(
+                self._volume.where("/"), f"cannot open root directory: {exception}"
+            )
             return
         if root is None:
-            self._warn(self._where("/"), "cannot open root directory")
+            self._warn(self._volume.where("/"), "cannot open root directory")
             return
         visited: set[Any] = set()
         stack: list[tuple[Any, str]] = [(root, "/")]
@@ -91,7 +90,9 @@ class DfvfsWalker:
             try:
                 children = list(directory.sub_file_entries)
             except Exception as exception:  # noqa: BLE001 - reported, not raised
-                self._warn(self._where(dir_path), f"cannot read directory: {exception}")
+                self._warn(
+                    self._volume.where(dir_path), f"cannot read directory: {exception}"
+                )
                 continue
             subdirs = []
             for child in children:
@@ -104,7 +105,9 @@ class DfvfsWalker:
                     if child.IsDirectory() and not child.IsLink():
                         subdirs.append((child, path))
                 except Exception as exception:  # noqa: BLE001 - reported
-                    self._warn(self._where(dir_path), f"unreadable entry: {exception}")
+                    self._warn(
+                        self._volume.where(dir_path), f"unreadable entry: {exception}"
+                    )
             # Reverse so the pop order follows the listing order.
             stack.extend(reversed(subdirs))
 

@@ -117,10 +117,9 @@ class Volume:
     # VSS store number (1-based) or None for a current volume.
     vss_store: int | None = None
 
-    @property
-    def display_label(self) -> str:
-        """Label for messages: the label, or "volume" for a bare file system."""
-        return self.label or "volume"
+    def where(self, path: str) -> str:
+        """A path in this volume as messages show it: "<label>:<path>" or "<path>"."""
+        return f"{self.label}:{path}" if self.label else path
 
 
 @dataclasses.dataclass(eq=False)
@@ -158,7 +157,7 @@ class FileItem:
     @property
     def display_path(self) -> str:
         """Where the item is, as "<label>:<path>[:<stream>]" ("<path>..." if no label)."""
-        text = f"{self.volume.label}:{self.path}" if self.volume.label else self.path
+        text = self.volume.where(self.path)
         if self.stream:
             text = f"{text}:{self.stream}"
         return text

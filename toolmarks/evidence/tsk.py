@@ -288,14 +288,11 @@ class TSKWalker:
         self._volume = volume
         self._warn = warn
 
-    def _where(self, path: str) -> str:
-        return f"{self._volume.label}:{path}" if self._volume.label else path
-
     def _open_dir(self, inode: int, path: str) -> Iterator[Any] | None:
         try:
             return iter(self._fs.fs_info.open_dir(inode=inode))
         except (OSError, RuntimeError) as exception:
-            self._warn(self._where(path), f"cannot read directory: {exception}")
+            self._warn(self._volume.where(path), f"cannot read directory: {exception}")
             return None
 
     def walk(self) -> Iterator[FileItem]:
@@ -309,7 +306,7 @@ class TSKWalker:
                     root_file, root_file.info.meta, "/", True
                 )
         except _ENTRY_ERRORS as exception:
-            self._warn(self._where("/"), f"cannot read root entry: {exception}")
+            self._warn(self._volume.where("/"), f"cannot read root entry: {exception}")
 
         visited = {root}
         first = self._open_dir(root, "/")
@@ -327,14 +324,17 @@ class TSKWalker:
                 continue
             except (OSError, RuntimeError) as exception:
                 self._warn(
-                    self._where(dir_path), f"directory listing cut short: {exception}"
+                    self._volume.where(dir_path),
+                    f"directory listing cut short: {exception}",
                 )
                 stack.pop()
                 continue
             try:
                 entry = self._entry(tsk_file, dir_path)
             except _ENTRY_ERRORS as exception:
-                self._warn(self._where(dir_path), f"unreadable entry: {exception}")
+                self._warn(
+                    self._volume.where(dir_path), f"unreadable entry: {exception}"
+                )
                 continue
             if entry is None:
                 continue
@@ -343,7 +343,9 @@ class TSKWalker:
             except _ENTRY_ERRORS as exception:
                 # Still descend below: a directory whose streams cannot be
                 # listed may well have readable children.
-                self._warn(self._where(entry.path), f"unreadable entry: {exception}")
+                self._warn(
+                    self._volume.where(entry.path), f"unreadable entry: {exception}"
+                )
             meta = entry.meta
             if (
                 meta is not None
