@@ -512,6 +512,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def pyewf_uses_zlib() -> bool:
+    """Whether the installed pyewf links zlib (scripts/build_pyewf.sh)."""
+    import pyewf
+
+    result = subprocess.run(
+        ["ldd", pyewf.__file__], check=False, capture_output=True, text=True
+    )
+    return "libz.so" in result.stdout
+
+
 def run_all(
     args: argparse.Namespace, workdir: Path, name: str, image_mib: int, manifest: dict
 ) -> int:
@@ -530,6 +540,11 @@ def run_all(
             "engine instead: "
             "python -c '... scan_image(IMAGE, shipped set, ScanOptions(workers=N))' "
             "(same image open, walk, read, hash and YARA work; no output files)"
+        )
+    if not pyewf_uses_zlib():
+        notes.append(
+            "pyewf inflates E01 chunks with libewf's own decoder, not zlib: E01 "
+            "rows are slower than with `bash scripts/build_pyewf.sh`"
         )
     print(f"warming the page cache ({raw.name}, {e01.name}) ...", file=sys.stderr)
     warm([raw, e01])

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what toolmarks needs on a fresh Debian machine: the Debian tools the
-# scenario images and tests use, then toolmarks itself (with --test: and pytest).
+# scenario images and tests use, then toolmarks itself (with --test: and pytest),
+# then pyewf rebuilt with zlib (scripts/build_pyewf.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(ntfs-3g fdisk ewf-tools sleuthkit libhivex-bin hashdeep yara dosfstools e2fsprogs)
+DEBIAN_PACKAGES=(ntfs-3g fdisk ewf-tools sleuthkit libhivex-bin hashdeep yara dosfstools e2fsprogs
+    gcc make zlib1g-dev)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
@@ -21,3 +23,7 @@ extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     -e ".${extra}"
+
+# Optional: without it E01 images are read correctly, only slower.
+bash scripts/build_pyewf.sh \
+    || echo "setup: pyewf not rebuilt with zlib; E01 decoding stays slower" >&2

@@ -374,26 +374,32 @@ def run_unit(
     indicator_set: IndicatorSet,
     options: ScanOptions,
     progress: Callable[[int, int], None] | None = None,
+    evidence: Evidence | None = None,
 ) -> UnitResult:
+    """Scans one unit, through `evidence` if given (its warnings go to its own
+    callback) or an Evidence of its own (in a worker process)."""
     result = UnitResult()
 
     def warn(location: str, message: str) -> None:
         result.warnings.append({"location": location, "message": message})
 
-    evidence = Evidence(
-        unit.image,
-        partitions=options.partitions,
-        vss=options.vss,
-        # Every unit walks the whole volume; one of them reports.
-        warn=warn if unit.index == 0 else lambda *_: None,
-    )
+    own = evidence is None
+    if evidence is None:
+        evidence = Evidence(
+            unit.image,
+            partitions=options.partitions,
+            vss=options.vss,
+            # Every unit walks the whole volume; one of them reports.
+            warn=warn if unit.index == 0 else lambda *_: None,
+        )
     try:
         volume = next(v for v in evidence.volumes() if v.label == unit.volume_label)
         scanner = Scanner(compile_set(indicator_set), options)
         items = share(evidence.walk(volume), unit, options)
         scanner.scan_items(items, result, progress)
     finally:
-        evidence.close()
+        if own:
+            evidence.close()
     return result
 
 
@@ -466,8 +472,6 @@ def scan_image(
             ),
         )
     volumes = evidence.volumes()
-    if own:
-        evidence.close()
     workers = max(1, options.workers)
     units = [
         Unit(image, volume.label, index, workers)
@@ -477,9 +481,15 @@ def scan_image(
     if workers == 1:
         if started:
             started()
-        for unit in units:
-            result.merge(run_unit(unit, indicator_set, options, progress))
+        try:
+            for unit in units:
+                result.merge(run_unit(unit, indicator_set, options, progress, evidence))
+        finally:
+            if own:
+                evidence.close()
         return result, volumes
+    if own:
+        evidence.close()
     context = multiprocessing.get_context()
     queue = context.Queue()
     with ProcessPoolExecutor(

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Rebuilds pyewf (libewf-python) from its PyPI source with zlib. The PyPI build
+# configures libewf with --disable-shared-libs, which also turns zlib off, so E01
+# chunks are inflated by libewf's own decoder: about half the speed of zlib (see
+# bench/README.md). Same version, same libewf, only the inflate differs.
+# Needs a C compiler and zlib's headers (gcc, make, zlib1g-dev).
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+pip=("$PYTHON" -m pip --disable-pip-version-check)
+
+uses_zlib() {
+    local module
+    module=$("$PYTHON" -c 'import pyewf; print(pyewf.__file__)') || return 1
+    ldd "$module" | grep -q 'libz\.so'
+}
+
+if uses_zlib; then
+    echo "pyewf already inflates with zlib"
+    exit 0
+fi
+
+version=$("$PYTHON" -c \
+    'import importlib.metadata as m; print(m.version("libewf-python"))')
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"${pip[@]}" download --quiet --no-deps --no-binary :all: \
+    "libewf-python==$version" -d "$work"
+tar xzf "$work/libewf_python-$version.tar.gz" -C "$work"
+source_dir="$work/libewf_python-$version"
+
+# Keep the bundled libyal libraries (--disable-shared-libs) but let configure
+# look for zlib anyway.
+sed -i 's/test "x$ac_cv_enable_shared_libs" = xno || test "x$ac_cv_with_zlib" = xno/test "x$ac_cv_with_zlib" = xno/' \
+    "$source_dir/configure"
+grep -q 'if test "x$ac_cv_with_zlib" = xno' "$source_dir/configure" || {
+    echo "build_pyewf: libewf-python $version's configure changed; zlib not enabled" >&2
+    exit 1
+}
+
+LDFLAGS="-Wl,--no-as-needed -lz" "${pip[@]}" wheel --quiet --no-deps \
+    "$source_dir" -w "$work/wheel"
+"${pip[@]}" install --quiet --root-user-action=ignore --no-deps --force-reinstall "$work"/wheel/*.whl
+uses_zlib || {
+    echo "build_pyewf: the rebuilt pyewf does not link zlib" >&2
+    exit 1
+}
+echo "pyewf $version rebuilt with zlib"
