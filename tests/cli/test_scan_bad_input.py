@@ -111,6 +111,66 @@ def test_e01_with_a_corrupted_chunk(tmp_path: Path, workstation_images) -> None:
     assert matched_paths(out) & planted(workstation_images["manifest"])
 
 
+def _icat(image: Path, inode: int) -> bytes | None:
+    """A file's content as The Sleuth Kit reads it (None if it cannot)."""
+    done = subprocess.run(
+        ["icat", str(image), str(inode)], capture_output=True, check=False
+    )
+    return done.stdout if done.returncode == 0 else None
+
+
+def test_e01_damage_names_the_streams_on_the_bad_sectors(
+    tmp_path: Path, workstation_images
+) -> None:
+    manifest = workstation_images["manifest"]
+    victim = next(f for f in manifest["files"] if f["path"] == "/Windows/Temp/big.bin")
+    content = _icat(workstation_images["raw"], victim["mft_entry"])
+    assert content is not None and len(content) == victim["size"]
+    # Random data is stored uncompressed in an E01 chunk: find a piece of the
+    # file there and flip 16 bytes, 20 MiB into the file (its WCE string is
+    # near its end, so it is still found).
+    damaged_at = 20 * 2**20 + 100
+    image = tmp_path / "damaged.E01"
+    shutil.copy(workstation_images["e01"], image)
+    data = bytearray(image.read_bytes())
+    position = data.find(content[damaged_at - 100 : damaged_at + 4000])
+    assert position > 0, "the victim's bytes are not stored verbatim in the E01"
+    position += 100
+    data[position : position + 16] = bytes(
+        b ^ 0xFF for b in data[position : position + 16]
+    )
+    image.write_bytes(bytes(data))
+
+    out = tmp_path / "out"
+    result = scan(image, out)
+    assert result.returncode == 0, result.stderr
+    verification = summary(out)["image"]["verification"]
+    assert verification["ok"] is False and verification["bad_sectors"]
+    damaged = {d["location"]: d for d in verification["damaged_streams"]}
+    ranges = damaged[victim["path"]]["stream_ranges"]
+    assert any(first <= damaged_at <= last for first, last in ranges)
+    # The Sleuth Kit, reading both images on its own, agrees on which files
+    # changed: every one of them is named.
+    changed = {
+        f["path"]
+        for f in manifest["files"]
+        if f.get("mft_entry")
+        and not f.get("stream")
+        and _icat(image, f["mft_entry"])
+        != _icat(workstation_images["raw"], f["mft_entry"])
+    }
+    assert victim["path"] in changed and changed <= set(damaged)
+    for item in damaged.values():
+        assert all(0 <= a <= b for a, b in item["stream_ranges"]), item
+    # The hit in the damaged file is still reported, marked as such.
+    rows = [json.loads(line) for line in (out / "timeline.jsonl").open()]
+    victim_rows = [row for row in rows if row["path"] == victim["path"]]
+    assert victim_rows and all("damaged" in row for row in victim_rows)
+    assert all("DAMAGED: bytes" in row["message"] for row in victim_rows)
+    assert "streams with data there: " in result.stderr
+    assert victim["path"] in result.stderr
+
+
 def test_partition_table_pointing_past_the_end(
     tmp_path: Path, workstation_images
 ) -> None:

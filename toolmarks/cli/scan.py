@@ -10,8 +10,9 @@ import shlex
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolmarks import __version__
 from toolmarks.engine.scan import (
@@ -23,6 +24,12 @@ from toolmarks.engine.scan import (
 )
 from toolmarks.evidence import Evidence, EvidenceError
 from toolmarks.output import timeline
+
+if TYPE_CHECKING:
+    from toolmarks.evidence.verify import Verification
+
+# Damaged streams named in the warning itself; scan.json lists them all.
+DAMAGED_NAMED = 10
 
 
 class Progress:
@@ -184,27 +191,12 @@ def run(args: argparse.Namespace) -> int:
             )
         finally:
             progress.close()
+        if verifier is not None:
+            image_info["verification"] = check_verification(
+                verifier.result(), evidence, result, image_info, warn
+            )
     finally:
         evidence.close()
-    if verifier is not None:
-        verification = verifier.result()
-        image_info["verification"] = verification.as_dict(
-            int(image_info.get("bytes_per_sector") or 512)
-        )
-        if verification.ok is False:
-            ranges = ", ".join(f"sectors {a}-{b}" for a, b in verification.bad_sectors)
-            warn(
-                str(image),
-                f"EWF verification failed: {verification.problem}"
-                + (
-                    f"; checksum errors in {ranges} (data read there is zeros or "
-                    "garbage: hits and misses in files on them are unreliable)"
-                    if ranges
-                    else ""
-                ),
-            )
-        elif verification.ok is None:
-            warn(str(image), f"EWF image not verified: {verification.problem}")
     result.warnings = warnings + result.warnings
     for item in result.warnings[len(warnings) :] + result.unreadable:
         text = item.get("message") or item.get("problem")
@@ -227,6 +219,55 @@ def run(args: argparse.Namespace) -> int:
         started,
         started_at,
     )
+
+
+def check_verification(
+    verification: Verification,
+    evidence: Evidence,
+    result: UnitResult,
+    image_info: dict[str, Any],
+    warn: Callable[[str, str], None],
+) -> dict[str, Any]:
+    """The verification summary; a failed one is a warning naming the streams
+    with data on the bad sectors, whose traces are marked `damaged`."""
+    sector = int(image_info.get("bytes_per_sector") or 512)
+    summary = verification.as_dict(sector)
+    image = evidence.image_path
+    if verification.ok is None:
+        warn(image, f"EWF image not verified: {verification.problem}")
+    if verification.ok is not False:
+        return summary
+    message = f"EWF verification failed: {verification.problem}"
+    if verification.bad_sectors:
+        ranges = ", ".join(f"sectors {a}-{b}" for a, b in verification.bad_sectors)
+        damaged, notes = evidence.files_on(summary["bad_byte_ranges"])
+        summary["damaged_streams"] = damaged
+        summary["damage_notes"] = notes
+        names = ", ".join(item["location"] for item in damaged[:DAMAGED_NAMED])
+        if len(damaged) > DAMAGED_NAMED:
+            names += f" (+{len(damaged) - DAMAGED_NAMED} more in scan.json)"
+        message += (
+            f"; checksum errors in {ranges} (data read there is zeros or garbage: "
+            "hits and misses in files on them are unreliable); "
+            + (
+                f"streams with data there: {names}"
+                if damaged
+                else "no file has data there"
+            )
+        )
+        by_location = {item["location"]: item for item in damaged}
+        for trace in result.traces:
+            item = by_location.get(trace.source)
+            if item is not None:
+                trace.attributes["damaged"] = (
+                    "bytes "
+                    + ", ".join(f"{a}-{b}" for a, b in item["stream_ranges"])
+                    + " lie on sectors that failed their EWF checksum"
+                )
+    warn(image, message)
+    for note in summary.get("damage_notes", []):
+        warn(image, note)
+    return summary
 
 
 def write_outputs(

@@ -165,6 +165,70 @@ class Evidence:
                 return item
         return None
 
+    def files_on(
+        self, ranges: list[tuple[int, int]]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """The streams with data in the given (first, last) byte ranges of the
+        media, and notes on what could not be mapped.
+
+        Each stream: its location, inode, whether allocated, and the (first,
+        last) byte ranges of the stream that lie there. Walks the metadata again,
+        so it is meant for the few ranges a damaged image reports.
+        """
+        found: list[dict[str, Any]] = []
+        notes: list[str] = []
+        for volume in self._volumes:
+            where = self._where(volume.label)
+            start = volume.offset or 0
+            end = start + volume.size - 1 if volume.size else None
+            local = [
+                (
+                    max(first, start) - start,
+                    (last if end is None else min(last, end)) - start,
+                )
+                for first, last in ranges
+                if last >= start and (end is None or first <= end)
+            ]
+            if not local:
+                continue
+            handle = self._handle(volume)
+            if volume.vss_store is not None or not isinstance(
+                handle, tsk.TSKFileSystem
+            ):
+                notes.append(
+                    f"{where}: files not mapped to the damaged ranges "
+                    + (
+                        "(a VSS store's blocks also come from its difference area)"
+                        if volume.vss_store is not None
+                        else f"(read through dfvfs' {volume.backend} back end)"
+                    )
+                )
+                continue
+            for item in self.walk(volume):
+                if item.location is None or item.reallocated or not item.size:
+                    continue
+                try:
+                    runs = handle.stream_runs(item.inode, item.stream)
+                except OSError as error:
+                    notes.append(f"{item.display_path}: runs not read: {error}")
+                    continue
+                hit = _overlaps(runs, local, item.size)
+                if hit:
+                    found.append(
+                        {
+                            "location": item.display_path,
+                            "inode": item.inode,
+                            "allocated": item.allocated,
+                            "stream_ranges": hit,
+                        }
+                    )
+            if any(f["location"] == volume.where("/$MFT") for f in found):
+                notes.append(
+                    f"{where}: $MFT is damaged: entries in its damaged records, and "
+                    "data stored inside them (small files), are unreliable too"
+                )
+        return found, notes
+
     def open_media(self) -> Any:
         """Read-only file-like object of the whole media (decoded EWF, QCOW...)."""
         return self._open_spec(self._media_spec, self._where(""))
@@ -671,6 +735,20 @@ class Evidence:
         self._file_systems[label] = file_system
         self._volumes.append(volume)
         return volume
+
+
+def _overlaps(
+    runs: list[tuple[int, int, int]], ranges: list[tuple[int, int]], size: int
+) -> list[tuple[int, int]]:
+    """(first, last) stream offsets of the runs' bytes inside ranges (volume
+    offsets), up to the stream's size (the rest of a cluster is slack)."""
+    out = []
+    for offset, where, length in runs:
+        for first, last in ranges:
+            low, high = max(first, where), min(last, where + length - 1)
+            if low <= high and offset + low - where < size:
+                out.append((offset + low - where, min(offset + high - where, size - 1)))
+    return sorted(out)
 
 
 def _mbr_entries(sector: bytes) -> list[tuple[int, tuple[int, int, int]]]:

@@ -53,6 +53,11 @@ _ATTR_NONRESIDENT = int(pytsk3.TSK_FS_ATTR_NONRES)
 # The attribute holding a file's content: NTFS $DATA, and TSK's default for FAT
 # and ext.
 _DEFAULT_DATA = {_ATTR_NTFS_DATA, int(_T.TSK_FS_ATTR_TYPE_DEFAULT)}
+# Runs with no clusters behind them: sparse, and TSK's filler for runs it has
+# not seen yet.
+_RUN_NOT_ON_DISK = int(pytsk3.TSK_FS_ATTR_RUN_FLAG_SPARSE) | int(
+    pytsk3.TSK_FS_ATTR_RUN_FLAG_FILLER
+)
 
 # What pytsk3 raises on damaged entries; anything else is a bug and surfaces.
 _ENTRY_ERRORS = (OSError, RuntimeError, ValueError, AttributeError, TypeError)
@@ -165,6 +170,37 @@ class TSKFileSystem:
         except (OSError, RuntimeError):
             return None
         return None
+
+    def stream_runs(self, inode: int, stream: str) -> list[tuple[int, int, int]]:
+        """(offset in the stream, offset in the volume, length) in bytes of each
+        data run of one stream ("" the default one); sparse runs left out.
+
+        Raises:
+          OSError: the entry cannot be opened.
+        """
+        try:
+            tsk_file = self.fs_info.open_meta(inode=inode)
+        except _ENTRY_ERRORS as exception:
+            raise OSError(f"entry {inode}: {exception}") from None
+        for attribute in tsk_file:
+            info = attribute.info
+            if stream:
+                wanted = int(info.type) == _ATTR_NTFS_DATA and (
+                    _decode(info.name) == stream
+                )
+            else:
+                wanted = int(info.type) in _DEFAULT_DATA and not info.name
+            if not wanted:
+                continue
+            if not int(info.flags) & _ATTR_NONRESIDENT:
+                return []
+            size = self.block_size
+            return [
+                (int(run.offset) * size, int(run.addr) * size, int(run.len) * size)
+                for run in attribute
+                if not int(run.flags) & _RUN_NOT_ON_DISK
+            ]
+        return []
 
     def __init__(self, fs_info: Any, keep_alive: Any = None) -> None:
         self.fs_info = fs_info

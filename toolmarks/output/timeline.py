@@ -44,7 +44,10 @@ def micros(trace: Trace) -> int | None:
 
 
 def message(trace: Trace, tools: dict[str, Tool]) -> str:
-    return f"{describe_matches(trace.matches, tools)} in {trace.source}"
+    text = f"{describe_matches(trace.matches, tools)} in {trace.source}"
+    if "damaged" in trace.attributes:
+        text += f"; DAMAGED: {trace.attributes['damaged']}"
+    return text
 
 
 def row(trace: Trace, tools: dict[str, Tool]) -> dict[str, Any]:
