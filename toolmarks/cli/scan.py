@@ -23,7 +23,8 @@ from toolmarks.engine.scan import (
     scan_image,
 )
 from toolmarks.evidence import Evidence, EvidenceError
-from toolmarks.output import timeline
+from toolmarks.output import report, timeline
+from toolmarks.output.text import printable
 
 if TYPE_CHECKING:
     from toolmarks.evidence.verify import Verification
@@ -108,15 +109,6 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def printable(text: str) -> str:
-    """Control characters escaped: names in evidence are attacker-controlled and
-    must not move the cursor or recolour an examiner's terminal."""
-    return "".join(
-        char if char.isprintable() else char.encode("unicode_escape").decode()
-        for char in text
-    )
 
 
 def log(event: str, **fields: Any) -> None:
@@ -351,11 +343,18 @@ def write_outputs(
         "unreadable": result.unreadable,
         "skipped": result.skipped,
         "not_checked": result.not_checked,
-        "outputs": ["timeline.plaso", "timeline.jsonl", "timeline.csv", "scan.json"],
+        "outputs": [
+            "timeline.plaso",
+            "timeline.jsonl",
+            "timeline.csv",
+            "scan.json",
+            "report.html",
+        ],
     }
     (outdir / "scan.json").write_text(
         json.dumps(summary, indent=2, default=str, ensure_ascii=False) + "\n"
     )
+    report.write_report(str(outdir / "report.html"), traces, indicator_set, summary)
     line = (
         f"toolmarks: {summary['counts']['files']} files, "
         f"{summary['counts']['bytes'] / 2**20:.1f} MiB in {summary['seconds']} s; "
