@@ -137,6 +137,7 @@ def traces(indicator_set: IndicatorSet) -> list[Trace]:
                 "run_count": 2,
                 "run_index": 0,
                 "volume_serial_numbers": ["0x1234abcd"],
+                "damaged": "bytes 0-4095 lie on sectors that failed their EWF checksum",
             },
         ),
         Trace(
@@ -406,6 +407,10 @@ def test_psort_dynamic(plaso_file: Path, tmp_path: Path) -> None:
     for part in ("(tool getmail)", "getmail.prefetch.exe", 'prefetch "GETMAIL.EXE"'):
         assert part in prefetch
     assert f"in {PREFETCH}: [GETMAIL.EXE] was executed run count 2" in prefetch
+    assert prefetch.endswith(
+        "DAMAGED: bytes 0-4095 lie on sectors that failed their EWF checksum"
+    )
+    assert "DAMAGED" not in file_row["message"]
     registry = by_source["REG"]
     assert registry["timestamp_desc"] == "Not a time"
     assert registry["message"].startswith(
