@@ -18,6 +18,11 @@ DATA_TYPE_PREFETCH = "toolmarks:prefetch:execution"
 DATA_TYPE_REGISTRY = "toolmarks:registry:trace"
 DATA_TYPE_EVENTLOG = "toolmarks:eventlog:trace"
 
+# Attributes that say a trace's source bytes may not be what the file held, and
+# how a message names them: data on sectors that failed the E01's checksums, and
+# a deleted stream's clusters that another entry owns now.
+CAVEATS = (("damaged", "DAMAGED"), ("reused_clusters", "CLUSTERS REUSED"))
+
 # A message names this many matches; the `matches` attribute always has them all.
 MESSAGE_MATCHES = 5
 LIST_ITEMS_SHOWN = 3

@@ -126,9 +126,17 @@ def not_read(item: FileItem, options: ScanOptions) -> str | None:
 class Scanner:
     """Scans the file items of volumes against one compiled indicator set."""
 
-    def __init__(self, compiled: CompiledSet, options: ScanOptions) -> None:
+    def __init__(
+        self,
+        compiled: CompiledSet,
+        options: ScanOptions,
+        reused: Callable[[FileItem], list[tuple[int, int]] | None] | None = None,
+    ) -> None:
         self.compiled = compiled
         self.options = options
+        # Evidence.reused_ranges: which bytes of a deleted stream lie in clusters
+        # another entry owns now.
+        self._reused = reused
 
     def scan_items(
         self,
@@ -183,9 +191,30 @@ class Scanner:
                 }
             )
         elif skip is None:
+            before = len(result.traces)
             matches += self._scan_content(item, attributes, result)
+            if not item.allocated and (matches or len(result.traces) > before):
+                self._mark_reused(item, attributes, result.traces[before:])
         if matches:
             result.traces += file_traces(item, matches, attributes)
+
+    def _mark_reused(
+        self, item: FileItem, attributes: dict[str, Any], traces: list[Trace]
+    ) -> None:
+        """Says on a deleted stream's traces which of its bytes were read from
+        clusters another entry owns now (they may hold that entry's data)."""
+        ranges = self._reused(item) if self._reused else None
+        if not ranges:
+            return
+        text = (
+            "bytes "
+            + ", ".join(f"{a}-{b}" for a, b in ranges)
+            + " of this deleted stream lie in clusters allocated to another "
+            "entry now: what was read there may be that entry's content"
+        )
+        attributes["reused_clusters"] = text
+        for trace in traces:
+            trace.attributes["reused_clusters"] = text
 
     def _scan_content(
         self, item: FileItem, attributes: dict[str, Any], result: UnitResult
@@ -394,7 +423,7 @@ def run_unit(
         )
     try:
         volume = next(v for v in evidence.volumes() if v.label == unit.volume_label)
-        scanner = Scanner(compile_set(indicator_set), options)
+        scanner = Scanner(compile_set(indicator_set), options, evidence.reused_ranges)
         items = share(evidence.walk(volume), unit, options)
         scanner.scan_items(items, result, progress)
     finally:

@@ -229,6 +229,18 @@ class Evidence:
                 )
         return found, notes
 
+    def reused_ranges(self, item: FileItem) -> list[tuple[int, int]] | None:
+        """(first, last) byte ranges of a deleted stream whose clusters belong to
+        another entry now; None when the file system cannot tell (see
+        TSKFileSystem.reused_ranges)."""
+        handle = self._handle(item.volume)
+        if item.inode is None or not isinstance(handle, tsk.TSKFileSystem):
+            return None
+        try:
+            return handle.reused_ranges(item.inode, item.stream, item.size)
+        except OSError:
+            return None
+
     def open_media(self) -> Any:
         """Read-only file-like object of the whole media (decoded EWF, QCOW...)."""
         return self._open_spec(self._media_spec, self._where(""))

@@ -53,6 +53,7 @@ _ATTR_NONRESIDENT = int(pytsk3.TSK_FS_ATTR_NONRES)
 # The attribute holding a file's content: NTFS $DATA, and TSK's default for FAT
 # and ext.
 _DEFAULT_DATA = {_ATTR_NTFS_DATA, int(_T.TSK_FS_ATTR_TYPE_DEFAULT)}
+_NTFS_BITMAP_ENTRY = 6  # $Bitmap
 # Runs with no clusters behind them: sparse, and TSK's filler for runs it has
 # not seen yet.
 _RUN_NOT_ON_DISK = int(pytsk3.TSK_FS_ATTR_RUN_FLAG_SPARSE) | int(
@@ -202,8 +203,60 @@ class TSKFileSystem:
             ]
         return []
 
+    def reused_ranges(
+        self, inode: int, stream: str, size: int
+    ) -> list[tuple[int, int]] | None:
+        """(first, last) byte ranges of a deleted NTFS stream whose clusters
+        $Bitmap marks allocated now, i.e. to some other entry: what is read there
+        may be that entry's content. None when it cannot be told: not NTFS, or
+        the entry itself is allocated (its clusters are its own)."""
+        if not self.is_ntfs:
+            return None
+        try:
+            meta = self.fs_info.open_meta(inode=inode).info.meta
+        except _ENTRY_ERRORS:
+            return None
+        if meta is None or int(meta.flags) & _META_ALLOC:
+            return None
+        bitmap = self._cluster_bitmap()
+        if bitmap is None:
+            return None
+        out: list[tuple[int, int]] = []
+        for offset, where, length in self.stream_runs(inode, stream):
+            first_cluster = where // self.block_size
+            for index in range(length // self.block_size):
+                cluster = first_cluster + index
+                if cluster // 8 >= len(bitmap):
+                    continue
+                if not bitmap[cluster // 8] >> (cluster % 8) & 1:
+                    continue
+                low = offset + index * self.block_size
+                if low >= size:
+                    continue  # slack after the stream's end
+                high = min(low + self.block_size, size) - 1
+                if out and out[-1][1] + 1 == low:
+                    out[-1] = (out[-1][0], high)
+                else:
+                    out.append((low, high))
+        return out
+
+    def _cluster_bitmap(self) -> bytes | None:
+        """NTFS $Bitmap (one bit per cluster, set when allocated), read once."""
+        if self._bitmap is None:
+            try:
+                meta = self.fs_info.open_meta(inode=_NTFS_BITMAP_ENTRY).info.meta
+                size = int(meta.size)
+                stream = self.open_stream(
+                    _NTFS_BITMAP_ENTRY, None, None, size, "$Bitmap"
+                )
+                self._bitmap = stream.read()
+            except (*_ENTRY_ERRORS, OSError):
+                self._bitmap = b""
+        return self._bitmap or None
+
     def __init__(self, fs_info: Any, keep_alive: Any = None) -> None:
         self.fs_info = fs_info
+        self._bitmap: bytes | None = None
         # The dfvfs file system object owns the image file object TSK reads
         # through; dropping it would close the image under TSK's feet.
         self._keep_alive = keep_alive

@@ -13,7 +13,13 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
-from toolmarks.events import DATA_TYPE_PREFETCH, DATA_TYPE_REGISTRY, Match, Trace
+from toolmarks.events import (
+    CAVEATS,
+    DATA_TYPE_PREFETCH,
+    DATA_TYPE_REGISTRY,
+    Match,
+    Trace,
+)
 from toolmarks.indicators.model import Indicator, IndicatorSet, Tool
 from toolmarks.output.text import printable
 from toolmarks.output.timeline import iso_time
@@ -31,7 +37,7 @@ code, .mono { font-family: monospace; word-break: break-all; }
 .note { color: #555; }
 .tag { display: inline-block; background: #eef; border-radius: 3px;
   padding: 0 0.3em; margin-right: 0.2em; font-size: 0.9em; }
-.dual { background: #ffe9b3; } .weak { color: #a60; } .damaged { color: #b00; }
+.dual { background: #ffe9b3; } .weak { color: #a60; } .caveat { color: #b00; }
 """
 _POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 _FILE_FACTS = (
@@ -103,8 +109,9 @@ def _tool_heading(tool: Tool | None, tool_id: str) -> str:
 def _location(source: str, traces: list[Trace], tool_id: str, indicators) -> str:
     out = [f"<h3>{_text(source)}</h3>"]
     first = traces[0].attributes
-    if "damaged" in first:
-        out.append(f'<p class="damaged">DAMAGED: {_text(first["damaged"])}</p>')
+    for name, label in CAVEATS:
+        if name in first:
+            out.append(f'<p class="caveat">{label}: {_text(first[name])}</p>')
     matches: dict[tuple, Match] = {}
     for trace in traces:
         for match in trace.matches:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from toolmarks.events import Trace, describe_matches
+from toolmarks.events import CAVEATS, Trace, describe_matches
 from toolmarks.indicators.model import Tool
 
 CSV_FIELDS = (
@@ -45,8 +45,9 @@ def micros(trace: Trace) -> int | None:
 
 def message(trace: Trace, tools: dict[str, Tool]) -> str:
     text = f"{describe_matches(trace.matches, tools)} in {trace.source}"
-    if "damaged" in trace.attributes:
-        text += f"; DAMAGED: {trace.attributes['damaged']}"
+    for name, label in CAVEATS:
+        if name in trace.attributes:
+            text += f"; {label}: {trace.attributes[name]}"
     return text
 
 
