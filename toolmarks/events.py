@@ -17,6 +17,7 @@ DATA_TYPE_FILE = "toolmarks:file:match"
 DATA_TYPE_PREFETCH = "toolmarks:prefetch:execution"
 DATA_TYPE_REGISTRY = "toolmarks:registry:trace"
 DATA_TYPE_EVENTLOG = "toolmarks:eventlog:trace"
+DATA_TYPE_UNALLOCATED = "toolmarks:unallocated:match"
 
 # Attributes that say a trace's source bytes may not be what the file held, and
 # how a message names them: data on sectors that failed the E01's checksums, and
@@ -99,6 +100,8 @@ def _describe(match: Match, tools: dict[str, Tool]) -> str:
     for key, value in match.detail:
         if key == "offset":
             text += f" at offset {value}"
+        elif key == "volume_offset":
+            text += f" at volume offset {value}"
         elif key == "encoding":
             text += " (UTF-16LE)" if value == "wide" else ""
         elif isinstance(value, (list, tuple)):

@@ -31,6 +31,7 @@ from toolmarks.events import (
     DATA_TYPE_FILE,
     DATA_TYPE_PREFETCH,
     DATA_TYPE_REGISTRY,
+    DATA_TYPE_UNALLOCATED,
     Match,
     Trace,
 )
@@ -426,6 +427,56 @@ def test_psort_dynamic(plaso_file: Path, tmp_path: Path) -> None:
         assert "WARNING DEFAULT FORMATTER" not in row["message"]
 
 
+def test_unallocated_match_without_a_time(
+    indicator_set: IndicatorSet, tools: dict[str, Tool], tmp_path: Path
+) -> None:
+    source = "p1:<unallocated bytes 8388608-16777215>"
+    trace = Trace(
+        DATA_TYPE_UNALLOCATED,
+        None,
+        "Not a time",
+        source,
+        [
+            Match.of(
+                indicator_set.indicator("wce.string.credentials_editor"),
+                "Windows Credentials Editor",
+                volume_offset=8390000,
+                encoding="ascii",
+            )
+        ],
+        {"volume": "p1", "first_cluster": 2048, "last_cluster": 4095},
+    )
+    path = tmp_path / "unallocated.plaso"
+    assert plaso_storage.write_plaso(str(path), [trace], tools, **WRITE_ARGS) == 1
+    out = tmp_path / "timeline.csv"
+    result = _run(
+        _script("psort"),
+        "--status_view",
+        "none",
+        "-u",
+        "-o",
+        "dynamic",
+        "--custom_formatter_definitions",
+        plaso_storage.FORMATTERS_PATH,
+        "--fields",
+        "timestamp_desc,parser,message,tag",
+        "-w",
+        str(out),
+        str(path),
+    )
+    assert result.returncode == 0, result.stderr
+    with open(out, encoding="utf-8", newline="") as file:
+        (row,) = list(csv.DictReader(file))
+    assert row["timestamp_desc"] == "Not a time"
+    assert row["parser"] == "toolmarks_unallocated"
+    assert row["message"] == (
+        "Windows Credential Editor (WCE) (tool wce) indicator "
+        'wce.string.credentials_editor string "Windows Credentials Editor" '
+        f"at volume offset 8390000 in {source} (unallocated clusters 2048 to 4095)"
+    )
+    assert {"tool_wce", "ioc_string"} <= set(row["tag"].split())
+
+
 def test_psort_json_line(plaso_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "timeline.jsonl"
     result = _run(
@@ -483,12 +534,14 @@ def test_timeliner_yaml_gives_the_same_events(plaso_file: Path, tmp_path: Path):
 def test_data_files_cover_every_data_type() -> None:
     with open(plaso_storage.TIMELINER_PATH, encoding="utf-8") as file:
         timeliner = {d["data_type"] for d in yaml.safe_load_all(file) if d}
-    assert timeliner == set(DATA_TYPES)
+    every = {*DATA_TYPES, DATA_TYPE_UNALLOCATED}
+    assert every == set(plaso_storage.PARSER_NAMES)
+    assert timeliner == every
     formatters = yaml_formatters_file.YAMLFormattersFile().ReadFromFile(
         plaso_storage.FORMATTERS_PATH
     )
     formatters = list(formatters)
-    assert {f.data_type for f in formatters} == set(DATA_TYPES)
+    assert {f.data_type for f in formatters} == every
     for formatter in formatters:
         # Each message says the matches and where they are.
         assert {"match_summary", "source_location"} <= (

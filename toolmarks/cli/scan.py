@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers or default_workers(),
         artefacts=not args.no_artefacts,
         scan_metadata=args.scan_metadata,
+        unallocated=args.unallocated,
     )
     warnings: list[dict[str, str]] = []
 
@@ -323,6 +324,7 @@ def write_outputs(
             "files": result.counts.get("files", 0),
             "directories": result.counts.get("directories", 0),
             "bytes": result.counts.get("bytes", 0),
+            "unallocated_bytes": result.counts.get("unallocated_bytes", 0),
             "matched_locations": len(matched),
             "events": events,
             "prefetch_files": result.counts.get("prefetch_files", 0),
@@ -430,6 +432,13 @@ def add_parser(commands, add_indicator_options) -> None:
         action="store_true",
         help="also match the content of NTFS metadata files ($MFT, "
         "$LogFile, $Extend\\…), which echo every file name",
+    )
+    parser.add_argument(
+        "--unallocated",
+        action="store_true",
+        help="also match the strings in the unallocated clusters of NTFS "
+        "volumes (data of deleted files whose entries are gone); hits are "
+        "toolmarks:unallocated:match events",
     )
     parser.add_argument(
         "--no-verify",

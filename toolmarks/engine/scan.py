@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from queue import Empty
 from typing import Any
 
-from toolmarks.events import DATA_TYPE_FILE, Match, Trace
+from toolmarks.events import DATA_TYPE_FILE, DATA_TYPE_UNALLOCATED, Match, Trace
 from toolmarks.evidence import Evidence, FileItem, Volume
 from toolmarks.indicators.compiler import CompiledSet, compile_set
 from toolmarks.indicators.model import IndicatorSet
@@ -54,6 +54,12 @@ _HIVE_NAMES = {
 }
 
 
+# Unallocated space is matched in regions of this size: each region reports the
+# first hit of each string, so two copies of a tool far apart are two events
+# while one file full of the string is not thousands.
+REGION_SIZE = 8 * 1024 * 1024
+
+
 @dataclasses.dataclass
 class ScanOptions:
     partitions: str = "all"
@@ -63,6 +69,8 @@ class ScanOptions:
     chunk_size: int = content.CHUNK_SIZE
     artefacts: bool = True  # registry hives and prefetch files
     scan_metadata: bool = False  # content of NTFS metadata files ($MFT, …)
+    unallocated: bool = False  # strings in unallocated clusters (NTFS)
+    region_size: int = REGION_SIZE
 
 
 @dataclasses.dataclass
@@ -339,6 +347,87 @@ def file_traces(
     ]
 
 
+def scan_unallocated(
+    evidence: Evidence,
+    volume: Volume,
+    unit: Unit,
+    compiled: CompiledSet,
+    options: ScanOptions,
+    result: UnitResult,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Matches the strings in this unit's share of the volume's unallocated
+    clusters, region by region; one trace per region with hits."""
+    free = evidence.free_space(volume)
+    if free is None:
+        if unit.index == 0:
+            result.warnings.append(
+                {
+                    "location": volume.where("/"),
+                    "message": f"unallocated space not scanned: {volume.fs_type} "
+                    "(toolmarks reads the allocation of NTFS volumes only)",
+                }
+            )
+        return
+    cluster_size, extents = free
+    regions = [
+        (start, min(options.region_size, offset + length - start), offset + length)
+        for offset, length in extents
+        for start in range(offset, offset + length, options.region_size)
+    ]
+    total = sum(length for _, length, _ in regions)
+    low, high = total * unit.index / unit.stride, total * (unit.index + 1) / unit.stride
+    # Room after a region's end for a string that starts inside it, plus the
+    # characters a fullword string is checked against.
+    overlap = compiled.strings.overlap + 2
+    volume_file = None
+    before = 0
+    for start, length, extent_end in regions:
+        mine = low <= before < high
+        before += length
+        if not mine:
+            continue
+        where = volume.where(f"<unallocated bytes {start}-{start + length - 1}>")
+        try:
+            if volume_file is None:
+                volume_file = evidence.open_volume(volume)
+            volume_file.seek(start)
+            data = volume_file.read(min(length + overlap, extent_end - start))
+        except Exception as error:  # noqa: BLE001 - any back end error
+            result.unreadable.append({"location": where, "problem": str(error)})
+            continue
+        result.count("unallocated_bytes", length)
+        hits = [h for h in content.scan_buffer(data, compiled) if h.offset < length]
+        if hits:
+            result.traces.append(
+                Trace(
+                    DATA_TYPE_UNALLOCATED,
+                    None,
+                    "Not a time",
+                    where,
+                    [
+                        Match.of(
+                            hit.indicator,
+                            hit.indicator.fields["value"],
+                            rule=hit.rule,
+                            volume_offset=start + hit.offset,
+                            encoding=hit.encoding,
+                        )
+                        for hit in hits
+                    ],
+                    {
+                        "volume": volume.label,
+                        "volume_offset": start,
+                        "size": length,
+                        "first_cluster": start // cluster_size,
+                        "last_cluster": (start + length - 1) // cluster_size,
+                    },
+                )
+            )
+        if progress:
+            progress(0, length)
+
+
 # --- units of work -----------------------------------------------------------
 
 
@@ -426,6 +515,10 @@ def run_unit(
         scanner = Scanner(compile_set(indicator_set), options, evidence.reused_ranges)
         items = share(evidence.walk(volume), unit, options)
         scanner.scan_items(items, result, progress)
+        if options.unallocated:
+            scan_unallocated(
+                evidence, volume, unit, scanner.compiled, options, result, progress
+            )
     finally:
         if own:
             evidence.close()
@@ -472,6 +565,8 @@ def count_totals(image: str, options: ScanOptions) -> tuple[int, int]:
             for item in evidence.walk(volume):
                 entries += 1
                 size += 0 if not_read(item, options) else item.size
+            free = evidence.free_space(volume) if options.unallocated else None
+            size += sum(length for _, length in free[1]) if free else 0
     return entries, size
 
 

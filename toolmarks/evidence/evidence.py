@@ -229,6 +229,16 @@ class Evidence:
                 )
         return found, notes
 
+    def free_space(self, volume: Volume) -> tuple[int, list[tuple[int, int]]] | None:
+        """(cluster size, [(offset, length) in volume bytes]) of the volume's
+        unallocated clusters; None when toolmarks cannot tell them (only NTFS'
+        $Bitmap is read)."""
+        handle = self._handle(volume)
+        if not isinstance(handle, tsk.TSKFileSystem):
+            return None
+        extents = handle.free_extents()
+        return None if extents is None else (handle.block_size, extents)
+
     def reused_ranges(self, item: FileItem) -> list[tuple[int, int]] | None:
         """(first, last) byte ranges of a deleted stream whose clusters belong to
         another entry now; None when the file system cannot tell (see

@@ -9,6 +9,7 @@ several extra look-ups for every entry.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -239,6 +240,40 @@ class TSKFileSystem:
                 else:
                     out.append((low, high))
         return out
+
+    def free_extents(self) -> list[tuple[int, int]] | None:
+        """(offset, length) in volume bytes of each run of clusters NTFS'
+        $Bitmap marks free; None when there is no bitmap to read (not NTFS)."""
+        if not self.is_ntfs:
+            return None
+        bitmap = self._cluster_bitmap()
+        if bitmap is None:
+            return None
+        clusters = int(self.fs_info.info.block_count)
+        extents: list[list[int]] = []
+
+        def add(first: int, count: int) -> None:
+            count = min(count, clusters - first)
+            if count <= 0:
+                return
+            if extents and extents[-1][0] + extents[-1][1] == first:
+                extents[-1][1] += count
+            else:
+                extents.append([first, count])
+
+        # Whole free bytes by regex, mixed bytes bit by bit: an empty 1 TB
+        # volume is 32 MiB of zero bytes, too many for a loop over bits.
+        for match in re.finditer(rb"\x00+|[^\x00\xff]", bitmap):
+            start, end = match.span()
+            byte = bitmap[start]
+            if byte == 0:
+                add(start * 8, (end - start) * 8)
+                continue
+            for bit in range(8):
+                if not byte >> bit & 1:
+                    add(start * 8 + bit, 1)
+        size = self.block_size
+        return [(first * size, count * size) for first, count in extents]
 
     def _cluster_bitmap(self) -> bytes | None:
         """NTFS $Bitmap (one bit per cluster, set when allocated), read once."""

@@ -34,6 +34,7 @@ from toolmarks.events import (
     DATA_TYPE_FILE,
     DATA_TYPE_PREFETCH,
     DATA_TYPE_REGISTRY,
+    DATA_TYPE_UNALLOCATED,
     Trace,
     describe_matches,
 )
@@ -51,6 +52,7 @@ PARSER_NAMES = {
     DATA_TYPE_FILE: "toolmarks_file",
     DATA_TYPE_PREFETCH: "toolmarks_prefetch",
     DATA_TYPE_REGISTRY: "toolmarks_registry",
+    DATA_TYPE_UNALLOCATED: "toolmarks_unallocated",
 }
 HASH_ATTRIBUTES = {"md5": "md5_hash", "sha1": "sha1_hash", "sha256": "sha256_hash"}
 

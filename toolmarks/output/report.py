@@ -17,6 +17,7 @@ from toolmarks.events import (
     CAVEATS,
     DATA_TYPE_PREFETCH,
     DATA_TYPE_REGISTRY,
+    DATA_TYPE_UNALLOCATED,
     Match,
     Trace,
 )
@@ -52,6 +53,7 @@ _FILE_FACTS = (
 _EVENT_DETAIL = {
     DATA_TYPE_REGISTRY: ("artefact", "key_path", "value_name", "value_data", "user"),
     DATA_TYPE_PREFETCH: ("executable", "run_count", "prefetch_hash", "path_hints"),
+    DATA_TYPE_UNALLOCATED: ("first_cluster", "last_cluster"),
 }
 
 

@@ -106,6 +106,14 @@ def scan_stream(
     return result
 
 
+def scan_buffer(data: bytes, compiled: CompiledSet) -> list[StringHit]:
+    """The string hits (first of each indicator) in one buffer that is no file:
+    a piece of unallocated space has no stream to hash."""
+    strings = _StringScan(compiled)
+    strings.feed(data, 0)
+    return strings.close()
+
+
 def _is_word_byte(byte: int) -> bool:
     return 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122
 
