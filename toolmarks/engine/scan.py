@@ -399,29 +399,31 @@ def scan_unallocated(
         result.count("unallocated_bytes", length)
         hits = [h for h in content.scan_buffer(data, compiled) if h.offset < length]
         if hits:
+            matches = [
+                Match.of(
+                    hit.indicator,
+                    hit.indicator.fields["value"],
+                    rule=hit.rule,
+                    volume_offset=start + hit.offset,
+                    encoding=hit.encoding,
+                )
+                for hit in hits
+            ]
+            attributes = {
+                "volume": volume.label,
+                "volume_offset": start,
+                "size": length,
+                "first_cluster": start // cluster_size,
+                "last_cluster": (start + length - 1) // cluster_size,
+            }
             result.traces.append(
                 Trace(
                     DATA_TYPE_UNALLOCATED,
                     None,
                     "Not a time",
                     where,
-                    [
-                        Match.of(
-                            hit.indicator,
-                            hit.indicator.fields["value"],
-                            rule=hit.rule,
-                            volume_offset=start + hit.offset,
-                            encoding=hit.encoding,
-                        )
-                        for hit in hits
-                    ],
-                    {
-                        "volume": volume.label,
-                        "volume_offset": start,
-                        "size": length,
-                        "first_cluster": start // cluster_size,
-                        "last_cluster": (start + length - 1) // cluster_size,
-                    },
+                    matches,
+                    attributes,
                 )
             )
         if progress:
