@@ -1,16 +1,16 @@
-"""Benchmark: time spent in the registry and prefetch parsers.
+"""Benchmark: time spent in the registry, prefetch and event log parsers.
 
-Parses the real hives and prefetch files of ../shared/test_data/real with the
-shipped indicator set and prints keys or files per second, with a baseline
-measured in the same run: reading the same bytes and hashing them with MD5 (what
-the content scan costs for those files anyway). Registry and prefetch detection
-must stay a small share of a scan.
+Parses the real hives, prefetch files and event logs of ../shared/test_data/real
+with the shipped indicator set and prints keys, files or records per second, with
+a baseline measured in the same run: reading the same bytes and hashing them with
+MD5 (what the content scan costs for those files anyway). Artefact detection must
+stay a small share of a scan.
 
     python bench/parsers.py [--image IMAGE]
 
 With --image it also scans IMAGE (e.g. the traces scenario, .cache/scenarios/
 traces-*/traces.raw, built by the tests) and prints the share of the scan spent
-in the two parsers.
+in each parser.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from toolmarks.indicators import compiler, loader
-from toolmarks.parsers import prefetch, registry
+from toolmarks.parsers import eventlog, prefetch, registry
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "test_data" / "real"
 
@@ -95,6 +95,22 @@ def main() -> None:
         f"prefetch: {len(files)} files, {size:.2f} MiB in {seconds:.3f} s "
         f"({len(files) / seconds:.0f} files/s; md5 of the same bytes "
         f"{md5_seconds:.4f} s)"
+    )
+    logs = sorted(p for p in (REAL / "evtx").rglob("*.evtx") if p.is_file())
+    contents = [p.read_bytes() for p in logs]
+    results, seconds = timed(
+        lambda: [
+            eventlog.parse_eventlog(io.BytesIO(data), str(path), compiled)
+            for path, data in zip(logs, contents)
+        ]
+    )
+    _, md5_seconds = timed(lambda: [hashlib.md5(d).hexdigest() for d in contents])
+    records = sum(r.records + r.recovered_records for r in results)
+    size = sum(map(len, contents)) / 2**20
+    print(
+        f"event logs: {len(logs)} files, {records} records, {size:.2f} MiB in "
+        f"{seconds:.3f} s ({records / seconds:.0f} records/s; md5 of the same "
+        f"bytes {md5_seconds:.4f} s)"
     )
     if args.image:
         scan_share(args.image)

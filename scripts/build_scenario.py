@@ -53,6 +53,8 @@ Description format (YAML; sizes are bytes or strings like ``64 KiB``)::
                                   #          hivex: a hivexsh script run on
                                   #          the copy, to plant registry keys)
         strings:                  # optional, overwrite bytes of the content
+                                  # (in an EVTX log the chunk CRC32s are then
+                                  # recomputed)
           - {offset: -100, value: "Windows Credentials Editor"}   # <0: from end
           - {offset: 0, value: ZXHttpServer, encoding: wide}      # UTF-16LE
           - {offset: 0, hex: "4d5a"}
@@ -93,6 +95,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -305,7 +308,31 @@ def _parse_content(
         if "hivex" in spec:
             data = _edit_hive(data, spec["hivex"], where)
     data, markers = _insert_strings(data, spec.get("strings", []), where)
+    if markers and data.startswith(EVTX_SIGNATURE):
+        data = fix_evtx_checksums(data)
     return data, kind, markers
+
+
+EVTX_SIGNATURE = b"ElfFile\x00"
+_EVTX_CHUNK = 65536
+_EVTX_HEADER_SIZE = 4096
+
+
+def fix_evtx_checksums(data: bytes) -> bytes:
+    """An event log with the CRC32s of its chunks recomputed, so that strings
+    planted in its records leave it as consistent as Windows writes it: per
+    chunk, the records' checksum (bytes 512 to the free space offset) and the
+    header's (bytes 0-120 and 128-512)."""
+    buffer = bytearray(data)
+    for start in range(_EVTX_HEADER_SIZE, len(buffer) - _EVTX_CHUNK + 1, _EVTX_CHUNK):
+        chunk = buffer[start : start + _EVTX_CHUNK]
+        if chunk[:8] != b"ElfChnk\x00":
+            continue
+        (free,) = struct.unpack_from("<I", chunk, 0x30)
+        struct.pack_into("<I", chunk, 0x34, zlib.crc32(chunk[512:free]))
+        struct.pack_into("<I", chunk, 0x7C, zlib.crc32(chunk[:0x78] + chunk[0x80:512]))
+        buffer[start : start + _EVTX_CHUNK] = chunk
+    return bytes(buffer)
 
 
 def _edit_hive(data: bytes, script: Any, where: str) -> bytes:
@@ -318,8 +345,11 @@ def _edit_hive(data: bytes, script: Any, where: str) -> bytes:
         hive = Path(folder) / "hive"
         hive.write_bytes(data)
         result = subprocess.run(
-            ["hivexsh", "-w", str(hive)], input=script.rstrip("\n") + "\ncommit\n",
-            capture_output=True, text=True, check=False,
+            ["hivexsh", "-w", str(hive)],
+            input=script.rstrip("\n") + "\ncommit\n",
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0 or result.stderr.strip():
             raise ScenarioError(f"{where}: hivexsh failed: {result.stderr.strip()}")

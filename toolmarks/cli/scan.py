@@ -329,6 +329,7 @@ def write_outputs(
             "events": events,
             "prefetch_files": result.counts.get("prefetch_files", 0),
             "registry_files": result.counts.get("registry_files", 0),
+            "eventlog_files": result.counts.get("eventlog_files", 0),
             "warnings": len(result.warnings),
             "unreadable": len(result.unreadable),
             "skipped": len(result.skipped),

@@ -106,7 +106,8 @@ def windows_path(item: FileItem) -> str:
 
 
 def artefact_kind(item: FileItem) -> str | None:
-    """The parser an item goes to ("prefetch", "registry") from its path, or None."""
+    """The parser an item goes to ("prefetch", "registry", "eventlog") from its
+    path, or None."""
     if item.stream:
         return None
     name = item.path.rsplit("/", 1)[-1].lower()
@@ -114,6 +115,8 @@ def artefact_kind(item: FileItem) -> str | None:
         return "prefetch"
     if name in _HIVE_NAMES:
         return "registry"
+    if name.endswith(".evtx"):
+        return "eventlog"
     return None
 
 
@@ -294,6 +297,10 @@ class Scanner:
             from toolmarks.parsers import prefetch
 
             parsed = prefetch.parse_prefetch(stream, source, self.compiled)
+        elif kind == "eventlog":
+            from toolmarks.parsers import eventlog
+
+            parsed = eventlog.parse_eventlog(stream, source, self.compiled)
         else:
             from toolmarks.parsers import registry
 

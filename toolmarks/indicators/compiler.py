@@ -274,11 +274,22 @@ class CompiledSet:
         return hits
 
     def match_eventlog(
-        self, channel: str, event_id: int, fields: dict[str, str]
+        self,
+        channel: str,
+        event_id: int,
+        fields: dict[str, str],
+        provider: str | None = None,
     ) -> list[tuple[Indicator, str, str]]:
-        """Event-log indicators met, each with the field name and text matched."""
+        """Event-log indicators met, each with the field name and text matched.
+
+        An indicator that names a provider only matches that provider's events
+        when the provider is given.
+        """
         hits = []
         for item in self.eventlog.get((channel.lower(), event_id), ()):
+            wanted = item.indicator.fields.get("provider")
+            if wanted and provider is not None and wanted.lower() != provider.lower():
+                continue
             name = item.indicator.fields["field"]
             text = fields.get(name)
             if text is not None and item.data.search(text):

@@ -15,6 +15,7 @@ from typing import Any
 
 from toolmarks.events import (
     CAVEATS,
+    DATA_TYPE_EVENTLOG,
     DATA_TYPE_PREFETCH,
     DATA_TYPE_REGISTRY,
     DATA_TYPE_UNALLOCATED,
@@ -54,6 +55,7 @@ _EVENT_DETAIL = {
     DATA_TYPE_REGISTRY: ("artefact", "key_path", "value_name", "value_data", "user"),
     DATA_TYPE_PREFETCH: ("executable", "run_count", "prefetch_hash", "path_hints"),
     DATA_TYPE_UNALLOCATED: ("first_cluster", "last_cluster"),
+    DATA_TYPE_EVENTLOG: ("channel", "provider", "event_id", "record_number"),
 }
 
 
