@@ -43,6 +43,20 @@ def timed(function) -> tuple[object, float]:
     return value, time.perf_counter() - start
 
 
+def parse_all(folder: str, pattern: str, parse, compiled) -> tuple:
+    """(files, results, parse seconds, md5 seconds, MiB) of one kind of file."""
+    files = sorted(p for p in (REAL / folder).rglob(pattern) if p.is_file())
+    contents = [p.read_bytes() for p in files]
+    results, seconds = timed(
+        lambda: [
+            parse(io.BytesIO(data), str(path), compiled)
+            for path, data in zip(files, contents)
+        ]
+    )
+    _, md5_seconds = timed(lambda: [hashlib.md5(d).hexdigest() for d in contents])
+    return files, results, seconds, md5_seconds, sum(map(len, contents)) / 2**20
+
+
 def scan_share(image: str) -> None:
     from toolmarks.engine.scan import ScanOptions, scan_image
 
@@ -81,34 +95,20 @@ def main() -> None:
         )
     print(f"{'all hives':40} {'':7} {'':8} {total_parse:8.3f} {total_md5:7.4f}")
 
-    files = sorted(p for p in (REAL / "prefetch").rglob("*.pf") if p.is_file())
-    contents = [p.read_bytes() for p in files]
-    _, seconds = timed(
-        lambda: [
-            prefetch.parse_prefetch(io.BytesIO(data), str(path), compiled)
-            for path, data in zip(files, contents)
-        ]
+    files, results, seconds, md5_seconds, size = parse_all(
+        "prefetch", "*.pf", prefetch.parse_prefetch, compiled
     )
-    _, md5_seconds = timed(lambda: [hashlib.md5(d).hexdigest() for d in contents])
-    size = sum(map(len, contents)) / 2**20
     print(
         f"prefetch: {len(files)} files, {size:.2f} MiB in {seconds:.3f} s "
         f"({len(files) / seconds:.0f} files/s; md5 of the same bytes "
         f"{md5_seconds:.4f} s)"
     )
-    logs = sorted(p for p in (REAL / "evtx").rglob("*.evtx") if p.is_file())
-    contents = [p.read_bytes() for p in logs]
-    results, seconds = timed(
-        lambda: [
-            eventlog.parse_eventlog(io.BytesIO(data), str(path), compiled)
-            for path, data in zip(logs, contents)
-        ]
+    files, results, seconds, md5_seconds, size = parse_all(
+        "evtx", "*.evtx", eventlog.parse_eventlog, compiled
     )
-    _, md5_seconds = timed(lambda: [hashlib.md5(d).hexdigest() for d in contents])
     records = sum(r.records + r.recovered_records for r in results)
-    size = sum(map(len, contents)) / 2**20
     print(
-        f"event logs: {len(logs)} files, {records} records, {size:.2f} MiB in "
+        f"event logs: {len(files)} files, {records} records, {size:.2f} MiB in "
         f"{seconds:.3f} s ({records / seconds:.0f} records/s; md5 of the same "
         f"bytes {md5_seconds:.4f} s)"
     )

@@ -364,8 +364,8 @@ def test_pinfo(plaso_file: Path) -> None:
     assert re.search(r"toolmarks:file:match : 1$", out, re.MULTILINE)
 
 
-def test_psort_dynamic(plaso_file: Path, tmp_path: Path) -> None:
-    out = tmp_path / "timeline.csv"
+def _psort_dynamic(path: Path, fields: str, out: Path) -> list[dict[str, str]]:
+    """psort's dynamic CSV of a storage file, with toolmarks' formatters."""
     result = _run(
         _script("psort"),
         "--status_view",
@@ -376,14 +376,22 @@ def test_psort_dynamic(plaso_file: Path, tmp_path: Path) -> None:
         "--custom_formatter_definitions",
         plaso_storage.FORMATTERS_PATH,
         "--fields",
-        "datetime,timestamp_desc,source,message,tag",
+        fields,
         "-w",
         str(out),
-        str(_copy(plaso_file, tmp_path)),
+        str(path),
     )
     assert result.returncode == 0, result.stderr
     with open(out, encoding="utf-8", newline="") as file:
-        rows = list(csv.DictReader(file))
+        return list(csv.DictReader(file))
+
+
+def test_psort_dynamic(plaso_file: Path, tmp_path: Path) -> None:
+    rows = _psort_dynamic(
+        _copy(plaso_file, tmp_path),
+        "datetime,timestamp_desc,source,message,tag",
+        tmp_path / "timeline.csv",
+    )
     assert len(rows) == 4
     by_source = {row["source"]: row for row in rows}
     assert set(by_source) == {"FILE", "LOG", "REG", "EVT"}
@@ -448,25 +456,9 @@ def test_unallocated_match_without_a_time(
     )
     path = tmp_path / "unallocated.plaso"
     assert plaso_storage.write_plaso(str(path), [trace], tools, **WRITE_ARGS) == 1
-    out = tmp_path / "timeline.csv"
-    result = _run(
-        _script("psort"),
-        "--status_view",
-        "none",
-        "-u",
-        "-o",
-        "dynamic",
-        "--custom_formatter_definitions",
-        plaso_storage.FORMATTERS_PATH,
-        "--fields",
-        "timestamp_desc,parser,message,tag",
-        "-w",
-        str(out),
-        str(path),
+    (row,) = _psort_dynamic(
+        path, "timestamp_desc,parser,message,tag", tmp_path / "timeline.csv"
     )
-    assert result.returncode == 0, result.stderr
-    with open(out, encoding="utf-8", newline="") as file:
-        (row,) = list(csv.DictReader(file))
     assert row["timestamp_desc"] == "Not a time"
     assert row["parser"] == "toolmarks_unallocated"
     assert row["message"] == (
