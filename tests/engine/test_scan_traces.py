@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -268,7 +269,7 @@ def test_traces_times_are_the_recorded_ones(scanned, traces_images) -> None:
             assert trace.timestamp_desc == "File Last Modification Time"
     # Keys: their last written time, read with python-registry from the file's
     # content as sleuthkit's icat returns it (deleted hive included).
-    hives = {}
+    hives, hives_data = {}, {}
     for item in manifest["files"]:
         if item["path"].endswith(("/SYSTEM", "/NTUSER.DAT")):
             data = subprocess.run(
@@ -278,6 +279,7 @@ def test_traces_times_are_the_recorded_ones(scanned, traces_images) -> None:
             ).stdout
             assert len(data) == item["size"]
             hives[item["path"]] = Registry.Registry(io.BytesIO(data))
+            hives_data[item["path"]] = data
     keyed = [t for t in registry if t.attributes["artefact"] in ("eula", "service")]
     assert len(keyed) == 6  # 2 WCE service traces, 2 EULA traces in each NTUSER
     for trace in keyed:
@@ -285,6 +287,17 @@ def test_traces_times_are_the_recorded_ones(scanned, traces_images) -> None:
         written = filetime_of(key.timestamp().isoformat())
         assert abs(filetime(trace) - written) <= 10
         assert trace.timestamp_desc == "Registry Last Written Time"
+    # The deleted key: python-registry cannot open it, so its time is read from
+    # the free nk cell itself (FILETIME 8 bytes into the record, after the
+    # 4-byte cell size and the "nk" signature and flags).
+    [deleted] = [t for t in registry if t.attributes["artefact"] == "deleted_key"]
+    data = hives_data[deleted.source]
+    cell = 4096 + deleted.attributes["cell_offset"]
+    assert data[cell + 4 : cell + 6] == b"nk"
+    assert struct.unpack_from("<i", data, cell)[0] > 0  # a free cell
+    assert filetime(deleted) == struct.unpack_from("<Q", data, cell + 8)[0]
+    with pytest.raises(Registry.RegistryKeyNotFoundException):
+        hives[deleted.source].open(deleted.attributes["key_path"])
 
 
 # --- the command line ----------------------------------------------------------------
@@ -332,8 +345,9 @@ def test_traces_cli_timeline(traces_images, tmp_path: Path) -> None:
         [tool] = row["tools"]
         tags = set(row["tag"])
         assert {"toolmarks", f"tool_{tool}", "ioc_registry"} <= tags
-        # SDelete and DebugView are dual-use Sysinternals tools; WCE is not.
-        assert ("dual_use" in tags) is (tool != "wce")
+        # SDelete and DebugView are dual-use Sysinternals tools; WCE and
+        # pwdump are not.
+        assert ("dual_use" in tags) is (tool in ("sdelete", "dbgview"))
     sdelete = {r["source"] for r in registry if "tool_sdelete" in r["tag"]}
     assert sdelete == {
         "/Windows/System32/config/SYSTEM",

@@ -7,7 +7,8 @@ MUICache, RunMRU) are decoded and their program paths matched with the
 filename and SHA-1 indicators. Keys below every ControlSetNNN are matched as
 CurrentControlSet\... (and as spelt), so a service left only in an older
 control set is found too; traces give the real path and say whether its
-control set is the current one (Select\Current).
+control set is the current one (Select\Current). Key cells left in the hive's
+free space (deleted keys, registry_deleted) are matched too, as `deleted_key`.
 
 Damaged hives give warnings, never exceptions: the walk is bounded in depth,
 keys and time and skips keys it has seen (loops), and a hive libregf refuses
@@ -34,7 +35,7 @@ from toolmarks.events import DATA_TYPE_REGISTRY, Match, Trace
 from toolmarks.indicators.compiler import CompiledSet, RegexIndicator
 from toolmarks.indicators.model import Indicator
 from toolmarks.parsers import registry_artefacts as artefacts
-from toolmarks.parsers import registry_repair
+from toolmarks.parsers import registry_deleted, registry_repair
 from toolmarks.parsers.registry_artefacts import READ_ERRORS, TIME_LAST_WRITTEN, Entry
 
 HIVE_TYPES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "NTUSER", "USRCLASS", "AMCACHE")
@@ -396,8 +397,105 @@ class _HiveParser:
         regf, root = opened
         try:
             self._parse_root(root, hive_type, file_name)
+            self._deleted_keys(file_object, root)
         finally:
             _close(regf)
+
+    def _deleted_keys(self, file_object: BinaryIO, root: Any) -> None:
+        """Registry indicators on the key cells left in the hive's free space;
+        a key that still exists at the same path is the walk's, not a deleted
+        one."""
+        items = self.compiled.registry.get(self.info.hive_type or "", [])
+        if not items or self.out_of_time():
+            return
+        try:
+            file_object.seek(0, io.SEEK_END)
+            size = file_object.tell()
+            if size > self.limits.max_repair_bytes:
+                self.warn(f"{size} bytes: deleted keys not searched")
+                return
+            file_object.seek(0)
+            data = file_object.read(size)
+        except (OSError, ValueError) as error:
+            self.warn(f"cannot read the hive for deleted keys: {error}")
+            return
+        prefilter = _prefilter(items)
+        for key in registry_deleted.deleted_keys(data):
+            paths = self._match_paths(key.path)
+            if prefilter is not None and not any(prefilter.fullmatch(p) for p in paths):
+                continue
+            hits = self._deleted_key_matches(key, paths)
+            if hits and artefacts.subkey(root, key.path) is None:
+                self._add(
+                    ("deleted", key.path.lower(), key.offset),
+                    hits,
+                    lambda k=key: self._deleted_key_trace(k),
+                )
+
+    def _add_control_set(self, attributes: dict[str, Any], key_path: str) -> None:
+        """The control set of a SYSTEM key path, and whether it is the current."""
+        found = (
+            _CONTROL_SET.match(key_path) if self.info.hive_type == "SYSTEM" else None
+        )
+        if found:
+            number = int(found.group(1))
+            attributes["control_set"] = number
+            attributes["current_control_set"] = number == self.info.current_control_set
+
+    def _match_paths(self, path: str) -> list[str]:
+        """A key path, and first its CurrentControlSet spelling in a SYSTEM hive."""
+        if self.info.hive_type == "SYSTEM":
+            mapped = _CONTROL_SET_PATH.sub("CurrentControlSet", path, count=1)
+            if mapped != path:
+                return [mapped, path]
+        return [path]
+
+    def _deleted_key_matches(
+        self, key: registry_deleted.DeletedKey, paths: list[str]
+    ) -> list[Match]:
+        hive = self.info.hive_type
+        found = _union(self.compiled.match_registry(hive, p) for p in paths)
+        matches = [
+            Match.of(
+                ind, key.path, kind="registry", via="deleted key", matched="key_path"
+            )
+            for ind in found
+        ]
+        for name, text in key.values:
+            for ind in _union(
+                self.compiled.match_registry(hive, p, name, text) for p in paths
+            ):
+                shown = text if ind.fields.get("data") else name
+                matches.append(
+                    Match.of(
+                        ind,
+                        shown or "",
+                        kind="registry",
+                        via="deleted key",
+                        matched="data" if ind.fields.get("data") else "value",
+                    )
+                )
+        return matches
+
+    def _deleted_key_trace(self, key: registry_deleted.DeletedKey) -> Trace:
+        attributes = self._base_attributes(key.path, None, None)
+        attributes["artefact"] = "deleted_key"
+        attributes["cell_offset"] = key.offset
+        attributes["values"] = [f"{n} = {t}" for n, t in key.values]
+        attributes["note"] = (
+            "a key cell in the hive's free space: its path is rebuilt from its "
+            "parent reference, whose cell may have been reused since"
+        )
+        self._add_control_set(attributes, key.path)
+        when = artefacts.filetime(key.last_written)
+        return Trace(
+            data_type=DATA_TYPE_REGISTRY,
+            timestamp=when,
+            timestamp_desc=TIME_LAST_WRITTEN if when else "Not a time",
+            source=self.source,
+            matches=[],
+            attributes=attributes,
+        )
 
     def _open_repaired(self, file_object: BinaryIO) -> tuple[Any, Any] | None:
         """libregf on a repaired copy of a hive it refused (truncated, damaged)."""
@@ -622,13 +720,7 @@ class _HiveParser:
         attributes["artefact"] = artefact
         if extra:
             attributes.update(extra)
-        found = (
-            _CONTROL_SET.match(key_path) if self.info.hive_type == "SYSTEM" else None
-        )
-        if found:
-            number = int(found.group(1))
-            attributes["control_set"] = number
-            attributes["current_control_set"] = number == self.info.current_control_set
+        self._add_control_set(attributes, key_path)
         when = artefacts.key_time(key)
         return Trace(
             data_type=DATA_TYPE_REGISTRY,
@@ -645,7 +737,6 @@ class _HiveParser:
         limits = self.limits
         items = self.compiled.registry.get(self.info.hive_type or "", [])
         prefilter = _prefilter(items)
-        is_system = self.info.hive_type == "SYSTEM"
         visited: set[int] = set()
         stack: list[tuple[Any, str, int]] = [(root, "", 0)]
         loops = 0
@@ -671,11 +762,7 @@ class _HiveParser:
             except READ_ERRORS as error:
                 self.damaged(f"cannot count the values of {path!r}: {error}")
             if items and path:
-                match_paths = [path]
-                if is_system:
-                    mapped = _CONTROL_SET_PATH.sub("CurrentControlSet", path, count=1)
-                    if mapped != path:
-                        match_paths.insert(0, mapped)
+                match_paths = self._match_paths(path)
                 if prefilter is None or any(
                     prefilter.fullmatch(p) for p in match_paths
                 ):
