@@ -478,24 +478,14 @@ class _HiveParser:
         return matches
 
     def _deleted_key_trace(self, key: registry_deleted.DeletedKey) -> Trace:
-        attributes = self._base_attributes(key.path, None, None)
-        attributes["artefact"] = "deleted_key"
-        attributes["cell_offset"] = key.offset
-        attributes["values"] = [f"{n} = {t}" for n, t in key.values]
-        attributes["note"] = (
-            "a key cell in the hive's free space: its path is rebuilt from its "
-            "parent reference, whose cell may have been reused since"
-        )
-        self._add_control_set(attributes, key.path)
+        extra = {
+            "cell_offset": key.offset,
+            "values": [f"{n} = {t}" for n, t in key.values],
+            "note": "a key cell in the hive's free space: its path is rebuilt from "
+            "its parent reference, whose cell may have been reused since",
+        }
         when = artefacts.filetime(key.last_written)
-        return Trace(
-            data_type=DATA_TYPE_REGISTRY,
-            timestamp=when,
-            timestamp_desc=TIME_LAST_WRITTEN if when else "Not a time",
-            source=self.source,
-            matches=[],
-            attributes=attributes,
-        )
+        return self._path_trace(key.path, None, None, "deleted_key", extra, when)
 
     def _open_repaired(self, file_object: BinaryIO) -> tuple[Any, Any] | None:
         """libregf on a repaired copy of a hive it refused (truncated, damaged)."""
@@ -716,12 +706,23 @@ class _HiveParser:
         artefact: str,
         extra: dict[str, Any] | None = None,
     ) -> Trace:
+        when = artefacts.key_time(key)
+        return self._path_trace(key_path, value_name, value_data, artefact, extra, when)
+
+    def _path_trace(
+        self,
+        key_path: str,
+        value_name: str | None,
+        value_data: str | None,
+        artefact: str,
+        extra: dict[str, Any] | None,
+        when: Any,
+    ) -> Trace:
         attributes = self._base_attributes(key_path, value_name, value_data)
         attributes["artefact"] = artefact
         if extra:
             attributes.update(extra)
         self._add_control_set(attributes, key_path)
-        when = artefacts.key_time(key)
         return Trace(
             data_type=DATA_TYPE_REGISTRY,
             timestamp=when,
