@@ -110,17 +110,20 @@ def _tool_heading(tool: Tool | None, tool_id: str) -> str:
     )
 
 
-def _location(source: str, traces: list[Trace], tool_id: str, indicators) -> str:
+def _location(
+    source: str, traces: list[Trace], tool_id: str, indicators: dict[str, Indicator]
+) -> str:
     out = [f"<h3>{_text(source)}</h3>"]
     first = traces[0].attributes
     for name, label in CAVEATS:
         if name in first:
             out.append(f'<p class="caveat">{label}: {_text(first[name])}</p>')
-    matches: dict[tuple, Match] = {}
+    # One row per match, though every event of a file repeats its matches.
+    matches: dict[str, Match] = {}
     for trace in traces:
         for match in trace.matches:
             if match.tool == tool_id:
-                matches.setdefault((match.indicator, match.value, match.detail), match)
+                matches.setdefault(repr(match), match)
     out.append(
         _table(
             ("indicator", "kind", "matched value", "where in the source"),
