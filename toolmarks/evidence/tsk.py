@@ -3,7 +3,9 @@
 TSK is used instead of dfvfs' own back ends because it lists deleted names
 (directory slack, orphan entries) and NTFS alternate data streams. The walk
 talks to pytsk3 directly: building a dfvfs file entry per name would cost
-several extra look-ups for every entry.
+several extra look-ups for every entry. The data runs of a stream and NTFS'
+$Bitmap tell where its bytes lie and which clusters are free (unallocated space,
+a deleted file's reused clusters, the files on a damaged E01 chunk).
 """
 
 from __future__ import annotations
