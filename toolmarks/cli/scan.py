@@ -233,7 +233,10 @@ def check_verification(
     message = f"EWF verification failed: {verification.problem}"
     if verification.bad_sectors:
         ranges = ", ".join(f"sectors {a}-{b}" for a, b in verification.bad_sectors)
-        damaged, notes = evidence.files_on(summary["bad_byte_ranges"])
+        try:
+            damaged, notes = evidence.files_on(summary["bad_byte_ranges"])
+        except Exception as error:  # noqa: BLE001 - the scan's results still count
+            damaged, notes = [], [f"files not mapped to the damaged ranges: {error}"]
         summary["damaged_streams"] = damaged
         summary["damage_notes"] = notes
         names = ", ".join(item["location"] for item in damaged[:DAMAGED_NAMED])
