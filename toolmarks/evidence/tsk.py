@@ -183,27 +183,26 @@ class TSKFileSystem:
           OSError: the entry cannot be opened.
         """
         try:
-            tsk_file = self.fs_info.open_meta(inode=inode)
+            for attribute in self.fs_info.open_meta(inode=inode):
+                info = attribute.info
+                if stream:
+                    wanted = int(info.type) == _ATTR_NTFS_DATA and (
+                        _decode(info.name) == stream
+                    )
+                else:
+                    wanted = int(info.type) in _DEFAULT_DATA and not info.name
+                if not wanted:
+                    continue
+                if not int(info.flags) & _ATTR_NONRESIDENT:
+                    return []
+                size = self.block_size
+                return [
+                    (int(run.offset) * size, int(run.addr) * size, int(run.len) * size)
+                    for run in attribute
+                    if not int(run.flags) & _RUN_NOT_ON_DISK
+                ]
         except _ENTRY_ERRORS as exception:
             raise OSError(f"entry {inode}: {exception}") from None
-        for attribute in tsk_file:
-            info = attribute.info
-            if stream:
-                wanted = int(info.type) == _ATTR_NTFS_DATA and (
-                    _decode(info.name) == stream
-                )
-            else:
-                wanted = int(info.type) in _DEFAULT_DATA and not info.name
-            if not wanted:
-                continue
-            if not int(info.flags) & _ATTR_NONRESIDENT:
-                return []
-            size = self.block_size
-            return [
-                (int(run.offset) * size, int(run.addr) * size, int(run.len) * size)
-                for run in attribute
-                if not int(run.flags) & _RUN_NOT_ON_DISK
-            ]
         return []
 
     def reused_ranges(
