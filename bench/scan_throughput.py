@@ -15,10 +15,10 @@ times with a warm page cache, best of 2 runs each:
 
 with the peak memory of every run, and checks that toolmarks found exactly the
 planted files. The issue's targets are gated on the default run, the per-core
-goals of the research anchors on the 1-worker MD5 + strings runs.  The setup is the one of the reference numbers (research
-anchors, section 6).  Needs root (ntfs-3g FUSE mount) for the one-time build,
-mkntfs, ntfs-3g, ewfacquirestream, ewfverify, md5sum and plaso.  See
-bench/README.md.
+goals of the research anchors on the 1-worker MD5 + strings runs. The setup is
+the one of the reference numbers (research anchors, section 6). Needs root
+(ntfs-3g FUSE mount) for the one-time build, mkntfs, ntfs-3g, ewfacquirestream,
+ewfverify, md5sum and plaso. See bench/README.md.
 
     python bench/scan_throughput.py [--workdir DIR] [--quick] [--skip-plaso]
         [--repeat N] [--engine]
