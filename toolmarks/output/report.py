@@ -52,7 +52,15 @@ _FILE_FACTS = (
 )
 # What tells one event of a hive or prefetch file from the next.
 _EVENT_DETAIL = {
-    DATA_TYPE_REGISTRY: ("artefact", "key_path", "value_name", "value_data", "user"),
+    DATA_TYPE_REGISTRY: (
+        "artefact",
+        "key_path",
+        "value_name",
+        "value_data",
+        "user",
+        "cell_offset",
+        "note",
+    ),
     DATA_TYPE_PREFETCH: ("executable", "run_count", "prefetch_hash", "path_hints"),
     DATA_TYPE_UNALLOCATED: ("first_cluster", "last_cluster"),
     DATA_TYPE_EVENTLOG: ("channel", "provider", "event_id", "record_number"),
