@@ -10,9 +10,11 @@ PYTHON=${PYTHON:-python3}
 pip=("$PYTHON" -m pip --disable-pip-version-check)
 
 uses_zlib() {
-    local module
+    local module libraries
     module=$("$PYTHON" -c 'import pyewf; print(pyewf.__file__)') || return 1
-    ldd "$module" | grep -q 'libz\.so'
+    # Not `ldd | grep -q`: grep's early exit can fail ldd, and so the pipe.
+    libraries=$(ldd "$module") || return 1
+    [[ "$libraries" == *libz.so* ]]
 }
 
 if uses_zlib; then
