@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from toolmarks.engine.scan import ScanOptions, scan_image
-from toolmarks.events import DATA_TYPE_FILE
 from toolmarks.indicators import loader
+from toolmarks.parsers.content import DATA_TYPE_FILE
 
 TEST_TOOL = "scenario_test"
 

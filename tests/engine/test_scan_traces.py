@@ -23,14 +23,12 @@ import pytest
 from Registry import Registry
 
 from toolmarks.engine.scan import ScanOptions, UnitResult, scan_image
-from toolmarks.events import (
-    DATA_TYPE_EVENTLOG,
-    DATA_TYPE_FILE,
-    DATA_TYPE_PREFETCH,
-    DATA_TYPE_REGISTRY,
-    Trace,
-)
+from toolmarks.events import Trace
 from toolmarks.indicators import loader
+from toolmarks.parsers.content import DATA_TYPE_FILE
+from toolmarks.parsers.eventlog import DATA_TYPE as DATA_TYPE_EVENTLOG
+from toolmarks.parsers.prefetch import DATA_TYPE as DATA_TYPE_PREFETCH
+from toolmarks.parsers.registry import DATA_TYPE as DATA_TYPE_REGISTRY
 
 FORMATS = ["raw", "e01"]
 # Keys of an `expect` entry that say which match; the others are checked values.
@@ -50,15 +48,14 @@ SHIMCACHE_TIMES = {
     SUITE + "sdelete64.exe": "2018-11-15T15:33:41.323646Z",
     SUITE + "dbgview.exe": "2019-04-23T18:31:50.000000Z",
 }
-# Hive file names the engine hands to the registry parser (case-insensitive).
-HIVE_NAMES = {
-    "system",
-    "software",
-    "sam",
-    "security",
-    "ntuser.dat",
-    "usrclass.dat",
-    "amcache.hve",
+# The hives planted in traces.yaml (not the file named default in a profile).
+HIVES = {
+    "/Windows/System32/config/SYSTEM",
+    "/Windows/System32/config/SAM",
+    "/Windows/System32/config/DEFAULT",
+    "/Users/alice/NTUSER.DAT",
+    "/Users/bob/NTUSER.DAT",
+    "/Users/Mandatory/NTUSER.MAN",
 }
 
 
@@ -212,10 +209,9 @@ def test_traces_findings_are_exact(scanned) -> None:
     assert warning["location"] == "/Windows/System32/winevt/Logs/System.evtx"
     assert " of 87 recovered records unreadable" in warning["message"]
     assert not result.unreadable
-    # SYSTEM, SAM and both NTUSER.DAT are hives; the three .pf files prefetch.
-    assert result.counts["registry_files"] == sum(
-        f["path"].rsplit("/", 1)[1].lower() in HIVE_NAMES for f in manifest["files"]
-    )
+    # Every planted hive is parsed, and nothing else; the .pf files are prefetch.
+    assert {f["path"] for f in manifest["files"]} >= HIVES
+    assert result.counts["registry_files"] == len(HIVES)
     assert result.counts["prefetch_files"] == sum(
         "/Prefetch/" in f["path"] and f["path"].endswith(".pf")
         for f in manifest["files"]
@@ -271,7 +267,7 @@ def test_traces_times_are_the_recorded_ones(scanned, traces_images) -> None:
     # content as sleuthkit's icat returns it (deleted hive included).
     hives, hives_data = {}, {}
     for item in manifest["files"]:
-        if item["path"].endswith(("/SYSTEM", "/NTUSER.DAT")):
+        if item["path"] in HIVES:
             data = subprocess.run(
                 ["icat", str(traces_images["raw"]), str(item["mft_entry"])],
                 capture_output=True,
@@ -281,7 +277,8 @@ def test_traces_times_are_the_recorded_ones(scanned, traces_images) -> None:
             hives[item["path"]] = Registry.Registry(io.BytesIO(data))
             hives_data[item["path"]] = data
     keyed = [t for t in registry if t.attributes["artefact"] in ("eula", "service")]
-    assert len(keyed) == 6  # 2 WCE service traces, 2 EULA traces in each NTUSER
+    # 2 WCE service traces, 2 EULA traces in each of the 4 NTUSER-type hives.
+    assert len(keyed) == 10
     for trace in keyed:
         key = hives[trace.source].open(trace.attributes["key_path"])
         written = filetime_of(key.timestamp().isoformat())
@@ -351,21 +348,27 @@ def test_traces_cli_timeline(traces_images, tmp_path: Path) -> None:
     sdelete = {r["source"] for r in registry if "tool_sdelete" in r["tag"]}
     assert sdelete == {
         "/Windows/System32/config/SYSTEM",
+        "/Windows/System32/config/DEFAULT",
         "/Users/alice/NTUSER.DAT",
         "/Users/bob/NTUSER.DAT",
+        "/Users/Mandatory/NTUSER.MAN",
     }
     eula = [
         r for r in registry if r["artefact"] == "eula" and r["tools"] == ["sdelete"]
     ]
+    # DEFAULT lies in no profile folder: its owner is the one its base block
+    # names (tony, see traces.yaml).
     assert sorted((r["user"], r["allocated"]) for r in eula) == [
+        ("Mandatory", True),
         ("alice", True),
         ("bob", False),
+        ("tony", True),
     ]
     assert {r["allocated"] for r in prefetch} == {True, False}
 
     summary = json.loads((out / "scan.json").read_text())
     counts = summary["counts"]
-    assert (counts["registry_files"], counts["prefetch_files"]) == (4, 3)
+    assert (counts["registry_files"], counts["prefetch_files"]) == (len(HIVES), 3)
     assert counts["eventlog_files"] == 2
     # The unreadable recovered records of the planted System log (see above).
     assert (counts["warnings"], counts["unreadable"]) == (1, 0)

@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 from toolmarks.engine.scan import ScanOptions, scan_image
-from toolmarks.events import DATA_TYPE_UNALLOCATED
 from toolmarks.evidence import Evidence
 from toolmarks.indicators import loader
+from toolmarks.parsers.content import DATA_TYPE_UNALLOCATED
 
 CLUSTER = 4096
 WCE = b"Windows Credentials Editor"

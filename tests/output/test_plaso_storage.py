@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import csv
 import json
-import os
 import re
 import shutil
 import sqlite3
@@ -26,18 +25,15 @@ from plaso.engine import timeliner as plaso_timeliner
 from plaso.formatters import yaml_formatters_file
 from plaso.storage import factory as storage_factory
 
-from toolmarks.events import (
-    DATA_TYPE_EVENTLOG,
-    DATA_TYPE_FILE,
-    DATA_TYPE_PREFETCH,
-    DATA_TYPE_REGISTRY,
-    DATA_TYPE_UNALLOCATED,
-    Match,
-    Trace,
-)
+from toolmarks.events import Match, Trace
 from toolmarks.indicators import loader
 from toolmarks.indicators.model import IndicatorSet, Tool
 from toolmarks.output import plaso_storage
+from toolmarks.parsers import manager
+from toolmarks.parsers.content import DATA_TYPE_FILE, DATA_TYPE_UNALLOCATED
+from toolmarks.parsers.eventlog import DATA_TYPE as DATA_TYPE_EVENTLOG
+from toolmarks.parsers.prefetch import DATA_TYPE as DATA_TYPE_PREFETCH
+from toolmarks.parsers.registry import DATA_TYPE as DATA_TYPE_REGISTRY
 
 DATA_TYPES = (
     DATA_TYPE_EVENTLOG,
@@ -496,17 +492,20 @@ def test_psort_json_line(plaso_file: Path, tmp_path: Path) -> None:
     assert big["parser"] == "toolmarks_file"
 
 
-def test_timeliner_yaml_gives_the_same_events(plaso_file: Path, tmp_path: Path):
-    """plaso's own timeliner, reading toolmarks/data/timeliner.yaml, makes the
-    events write_plaso wrote from the stored event data."""
+def test_timeliner_definitions_give_the_same_events(plaso_file: Path, tmp_path: Path):
+    """plaso's own timeliner, reading the parser registry's timeliner
+    definitions as its timeliner.yaml, makes the events write_plaso wrote from
+    the stored event data."""
     copy = _copy(plaso_file, tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "timeliner.yaml", "w", encoding="utf-8") as file:
+        yaml.safe_dump_all(manager.timeliner_definitions(), file)
     writer = storage_factory.StorageFactory.CreateStorageWriterForFile(str(copy))
     writer.Open(path=str(copy))
     try:
         written = list(writer.GetAttributeContainers("event"))
-        timeliner = plaso_timeliner.EventDataTimeliner(
-            data_location=os.path.dirname(plaso_storage.TIMELINER_PATH)
-        )
+        timeliner = plaso_timeliner.EventDataTimeliner(data_location=str(data))
         for event_data in list(writer.GetAttributeContainers("event_data")):
             timeliner.ProcessEventData(writer, event_data, None)
         produced = list(writer.GetAttributeContainers("event"))[len(written) :]
@@ -524,10 +523,9 @@ def test_timeliner_yaml_gives_the_same_events(plaso_file: Path, tmp_path: Path):
 
 
 def test_data_files_cover_every_data_type() -> None:
-    with open(plaso_storage.TIMELINER_PATH, encoding="utf-8") as file:
-        timeliner = {d["data_type"] for d in yaml.safe_load_all(file) if d}
+    timeliner = {d["data_type"] for d in manager.timeliner_definitions()}
     every = {*DATA_TYPES, DATA_TYPE_UNALLOCATED}
-    assert every == set(plaso_storage.PARSER_NAMES)
+    assert every == {d.data_type for d in manager.definitions()}
     assert timeliner == every
     formatters = yaml_formatters_file.YAMLFormattersFile().ReadFromFile(
         plaso_storage.FORMATTERS_PATH

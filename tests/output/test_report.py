@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolmarks.events import DATA_TYPE_FILE, Match, Trace
+from toolmarks.events import Match, Trace
 from toolmarks.indicators import loader
 from toolmarks.output import report
+from toolmarks.parsers.content import DATA_TYPE_FILE
 
 
 class _Page(html.parser.HTMLParser):

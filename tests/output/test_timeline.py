@@ -8,9 +8,10 @@ from pathlib import Path
 
 from dfdatetime import filetime
 
-from toolmarks.events import DATA_TYPE_FILE, Match, Trace
+from toolmarks.events import Match, Trace
 from toolmarks.indicators import loader
 from toolmarks.output import timeline
+from toolmarks.parsers.content import DATA_TYPE_FILE
 
 
 def make_trace(source: str) -> tuple[Trace, dict]:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from toolmarks.events import DATA_TYPE_EVENTLOG
 from toolmarks.indicators import compiler, loader
 from toolmarks.parsers import eventlog
+from toolmarks.parsers.eventlog import DATA_TYPE as DATA_TYPE_EVENTLOG
 
 # (file, records, recovered records as libevtx counts them)
 LOGS = [

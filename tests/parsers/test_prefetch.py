@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import pytest
 
-from toolmarks.events import DATA_TYPE_PREFETCH
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.indicators.loader import load
+from toolmarks.parsers.prefetch import DATA_TYPE as DATA_TYPE_PREFETCH
 from toolmarks.parsers.prefetch import (
     PrefetchInfo,
     PrefetchResult,

@@ -25,9 +25,10 @@ import pyregf
 import pytest
 from Registry import Registry
 
-from toolmarks.events import DATA_TYPE_REGISTRY, Trace
+from toolmarks.events import Trace
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.indicators.loader import load
+from toolmarks.parsers.registry import DATA_TYPE as DATA_TYPE_REGISTRY
 from toolmarks.parsers.registry import (
     HiveInfo,
     Limits,

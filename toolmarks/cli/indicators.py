@@ -11,22 +11,13 @@ from pathlib import Path
 
 import yaml
 
+from toolmarks.cli.common import UsageError, add_indicator_options, load_set
 from toolmarks.indicators import compiler, loader
 from toolmarks.indicators.formats.common import ImportProblem
 from toolmarks.indicators.model import SECTIONS, IndicatorSet
 
 EXPORTS = ("yara", "plaso-tagging", "hashes", "stix2", "json")
 IMPORTS = ("hashes", "stix2", "misp")
-
-
-def load_set(args: argparse.Namespace) -> IndicatorSet:
-    """The indicator set the options name; problems become a usage error."""
-    from toolmarks.cli.main import UsageError
-
-    try:
-        return loader.load(args.indicators, shipped=not args.no_shipped)
-    except loader.IndicatorError as error:
-        raise UsageError("bad indicator files:\n" + str(error))
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -54,8 +45,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from toolmarks.cli.main import UsageError
-
     indicator_set = load_set(args)
     tool = indicator_set.tools.get(args.id)
     if tool is None:
@@ -116,7 +105,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from toolmarks.cli.main import UsageError
     from toolmarks.indicators.formats import hashes, misp, stix
 
     path = Path(args.file)
@@ -170,7 +158,7 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
-def add_parser(commands, add_indicator_options) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("indicators", help="the indicator library")
     sub = parser.add_subparsers(dest="action", required=True, parser_class=type(parser))
 

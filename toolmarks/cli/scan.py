@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolmarks import __version__
+from toolmarks.cli.common import UsageError, add_indicator_options, load_set
 from toolmarks.engine.scan import (
     ScanOptions,
     UnitResult,
@@ -25,6 +26,7 @@ from toolmarks.engine.scan import (
 from toolmarks.evidence import Evidence, EvidenceError
 from toolmarks.output import report, timeline
 from toolmarks.output.text import printable
+from toolmarks.parsers import manager
 
 if TYPE_CHECKING:
     from toolmarks.evidence.verify import Verification
@@ -121,9 +123,6 @@ def _media_size(evidence: Evidence) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from toolmarks.cli.indicators import load_set
-    from toolmarks.cli.main import UsageError
-
     started = time.monotonic()
     started_at = datetime.datetime.now(datetime.UTC)
     indicator_set = load_set(args)
@@ -330,9 +329,10 @@ def write_outputs(
             "unallocated_bytes": result.counts.get("unallocated_bytes", 0),
             "matched_locations": len(matched),
             "events": events,
-            "prefetch_files": result.counts.get("prefetch_files", 0),
-            "registry_files": result.counts.get("registry_files", 0),
-            "eventlog_files": result.counts.get("eventlog_files", 0),
+            **{
+                f"{parser.name}_files": result.counts.get(f"{parser.name}_files", 0)
+                for parser in manager.file_parsers()
+            },
             "warnings": len(result.warnings),
             "unreadable": len(result.unreadable),
             "skipped": len(result.skipped),
@@ -396,7 +396,7 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}")
 
 
-def add_parser(commands, add_indicator_options) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "scan",
         help="scan a disk image into a tagged timeline",
@@ -429,7 +429,8 @@ def add_parser(commands, add_indicator_options) -> None:
     parser.add_argument(
         "--no-artefacts",
         action="store_true",
-        help="do not parse registry hives and prefetch files",
+        help="do not run the artefact parsers (registry hives, prefetch files, "
+        "event logs)",
     )
     parser.add_argument(
         "--scan-metadata",

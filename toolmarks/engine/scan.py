@@ -18,24 +18,16 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from queue import Empty
 from typing import Any
 
-from toolmarks.events import DATA_TYPE_FILE, DATA_TYPE_UNALLOCATED, Match, Trace
+from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.evidence import Evidence, FileItem, Volume
 from toolmarks.indicators.compiler import CompiledSet, compile_set
 from toolmarks.indicators.model import IndicatorSet
-from toolmarks.parsers import content
+from toolmarks.parsers import content, manager
+from toolmarks.parsers.content import DATA_TYPE_FILE, DATA_TYPE_UNALLOCATED
 
-# plaso's own words for file system times, so our events sort and read like its.
-TIME_DESCRIPTIONS = {
-    "creation": "Creation Time",
-    "modification": "Content Modification Time",
-    "access": "Last Access Time",
-    "change": "Metadata Modification Time",
-}
-# Artefacts handed to the registry and prefetch parsers are held in memory so the
-# parser and the content scan share one read; larger ones are parsed from a
-# second open of the stream.
+# Artefacts handed to a parser are held in memory so the parser and the content
+# scan share one read; larger ones are parsed from a second open of the stream.
 MAX_BUFFERED = 128 * 1024 * 1024
-_PREFETCH = re.compile(r"(^|/)prefetch/[^/]+\.pf$", re.IGNORECASE)
 # NTFS keeps every file name in $MFT (and recent ones in $LogFile and $UsnJrnl), so
 # their content would echo each name-like string as a hit on the metadata file.
 # They are matched by name only unless asked for, and counted in scan.json.
@@ -43,14 +35,11 @@ _NTFS_METADATA = re.compile(
     r"^/\$(MFT|MFTMirr|LogFile|Volume|AttrDef|Bitmap|Boot|"
     r"BadClus|Secure|UpCase|Extend(/.*)?)$"
 )
-_HIVE_NAMES = {
-    "system",
-    "software",
-    "sam",
-    "security",
-    "ntuser.dat",
-    "usrclass.dat",
-    "amcache.hve",
+# File system times by the name FileItem.times gives them, in plaso's words.
+_FILE_TIMES = manager.by_data_type(DATA_TYPE_FILE).times
+TIME_DESCRIPTIONS = {
+    name: _FILE_TIMES[f"{name}_time"]
+    for name in ("creation", "modification", "access", "change")
 }
 
 
@@ -105,19 +94,9 @@ def windows_path(item: FileItem) -> str:
     return item.path.replace("/", "\\")
 
 
-def artefact_kind(item: FileItem) -> str | None:
-    """The parser an item goes to ("prefetch", "registry", "eventlog") from its
-    path, or None."""
-    if item.stream:
-        return None
-    name = item.path.rsplit("/", 1)[-1].lower()
-    if _PREFETCH.search(item.path):
-        return "prefetch"
-    if name in _HIVE_NAMES:
-        return "registry"
-    if name.endswith(".evtx"):
-        return "eventlog"
-    return None
+def artefact_parser(item: FileItem) -> manager.ParserDefinition | None:
+    """The registered parser that takes this item, or None."""
+    return None if item.stream else manager.parser_for(item.path)
 
 
 def not_read(item: FileItem, options: ScanOptions) -> str | None:
@@ -230,7 +209,7 @@ class Scanner:
     def _scan_content(
         self, item: FileItem, attributes: dict[str, Any], result: UnitResult
     ) -> list[Match]:
-        kind = artefact_kind(item) if self.options.artefacts else None
+        parser = artefact_parser(item) if self.options.artefacts else None
         try:
             stream = item.open()
         except OSError as error:
@@ -239,7 +218,7 @@ class Scanner:
             )
             return []
         data = None
-        if kind and item.size <= MAX_BUFFERED:
+        if parser and item.size <= MAX_BUFFERED:
             try:
                 data = stream.read()
             except OSError as error:
@@ -283,30 +262,23 @@ class Scanner:
                     encoding=hit.encoding,
                 )
             )
-        if kind and found.error is None:
-            self._parse_artefact(kind, item, data, result)
+        if parser and found.error is None:
+            self._parse_artefact(parser, item, data, result)
         return matches
 
     def _parse_artefact(
-        self, kind: str, item: FileItem, data: bytes | None, result: UnitResult
+        self,
+        parser: manager.ParserDefinition,
+        item: FileItem,
+        data: bytes | None,
+        result: UnitResult,
     ) -> None:
         started = time.perf_counter()
         stream = io.BytesIO(data) if data is not None else item.open()
         source = item.display_path
-        if kind == "prefetch":
-            from toolmarks.parsers import prefetch
-
-            parsed = prefetch.parse_prefetch(stream, source, self.compiled)
-        elif kind == "eventlog":
-            from toolmarks.parsers import eventlog
-
-            parsed = eventlog.parse_eventlog(stream, source, self.compiled)
-        else:
-            from toolmarks.parsers import registry
-
-            parsed = registry.parse_hive(
-                stream, source, self.compiled, file_name=item.path.rsplit("/", 1)[-1]
-            )
+        name = item.path.rsplit("/", 1)[-1]
+        parsed = parser.parse(stream, source, self.compiled, name)
+        kind = parser.name
         result.count(f"{kind}_files")
         for message in parsed.warnings:
             # The parsers name the source themselves; the location already does.
@@ -345,7 +317,7 @@ def file_traces(
         Trace(
             DATA_TYPE_FILE,
             timestamp,
-            TIME_DESCRIPTIONS.get(name, "Not a time"),
+            TIME_DESCRIPTIONS.get(name, NOT_A_TIME),
             item.display_path,
             list(matches),
             dict(attributes),
@@ -427,7 +399,7 @@ def scan_unallocated(
                 Trace(
                     DATA_TYPE_UNALLOCATED,
                     None,
-                    "Not a time",
+                    NOT_A_TIME,
                     where,
                     matches,
                     attributes,

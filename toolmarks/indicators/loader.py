@@ -13,12 +13,16 @@ from typing import Any
 import jsonschema
 import yaml
 
+from toolmarks.indicators.formats import hashes
+from toolmarks.indicators.formats.common import ImportProblem, slug
 from toolmarks.indicators.model import (
     HASH_LENGTHS,
     SECTIONS,
     Indicator,
     IndicatorSet,
     Tool,
+    hash_problem,
+    normalise_hash,
 )
 
 # Larger files are not indicator files; refusing them keeps a stray disk image or
@@ -27,7 +31,6 @@ MAX_FILE_SIZE = 32 * 1024 * 1024
 SUFFIXES = (".yaml", ".yml")
 HASH_LIST_SUFFIXES = (".txt", ".hashes")
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_HEX = re.compile(r"[0-9a-f]+")
 _ID_LINE = re.compile(r"""\s*-?\s*id:\s*['"]?([A-Za-z0-9_.]+)""")
 _INDICATOR_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
 _HASH_KEYS = {"id", "type", "value", "source", "confidence", "note"}
@@ -58,22 +61,6 @@ def shipped_path() -> Path:
 def _validator() -> jsonschema.Draft202012Validator:
     text = (Path(__file__).parent / "schema.yaml").read_text(encoding="utf-8")
     return jsonschema.Draft202012Validator(yaml.safe_load(text))
-
-
-def normalise_hash(value: str) -> str:
-    """Lower-case hex without a 0x prefix or spaces; the seed writes both."""
-    value = value.strip().lower()
-    return value.removeprefix("0x")
-
-
-def hash_problem(hash_type: str, value: str) -> str | None:
-    """What is wrong with a normalised hash value, or None."""
-    length = HASH_LENGTHS[hash_type]
-    if not _HEX.fullmatch(value):
-        return f"{hash_type} {value!r} is not hexadecimal"
-    if len(value) != length:
-        return f"{hash_type} {value!r} has {len(value)} hex digits, not {length}"
-    return None
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -233,9 +220,6 @@ def _check_semantics(data: dict[str, Any], where: _LazyLines, path: Path) -> lis
 def load_hash_list(path: Path) -> Tool:
     """A plain hash list (*.txt) as a tool named after the file: the fast way
     to bring a list of 100,000 hashes, which as YAML would take seconds to parse."""
-    from toolmarks.indicators.formats import hashes
-    from toolmarks.indicators.formats.common import ImportProblem, slug
-
     if path.stat().st_size > MAX_FILE_SIZE:
         raise IndicatorError([f"{path}:0: (file): larger than {MAX_FILE_SIZE} bytes"])
     try:

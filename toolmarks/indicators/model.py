@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from typing import Any
 
 # The sections of an indicator file, in file order, and the match kind each gives.
@@ -18,6 +19,7 @@ SECTION_KIND = {
 }
 HASH_TYPES = ("md5", "sha1", "sha256", "imphash")
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "imphash": 32}
+_HEX = re.compile(r"[0-9a-f]+")
 STAGES_JA = {
     "初期の侵入段階": "initial_compromise",
     "攻撃": "attack",
@@ -26,6 +28,22 @@ STAGES_JA = {
     "情報探索": "asset_discovery",
     "隠滅": "evidence_destruction",
 }
+
+
+def normalise_hash(value: str) -> str:
+    """Lower-case hex without a 0x prefix or spaces; the seed writes both."""
+    value = value.strip().lower()
+    return value.removeprefix("0x")
+
+
+def hash_problem(hash_type: str, value: str) -> str | None:
+    """What is wrong with a normalised hash value, or None."""
+    length = HASH_LENGTHS[hash_type]
+    if not _HEX.fullmatch(value):
+        return f"{hash_type} {value!r} is not hexadecimal"
+    if len(value) != length:
+        return f"{hash_type} {value!r} has {len(value)} hex digits, not {length}"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

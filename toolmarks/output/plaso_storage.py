@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import yaml
 from dfdatetime import interface as dfdatetime_interface
 from dfdatetime import semantic_time as dfdatetime_semantic_time
 from dfvfs.lib import definitions as dfvfs_definitions
@@ -29,31 +28,15 @@ from plaso.lib import definitions
 from plaso.storage import factory
 from plaso.storage.sqlite import sqlite_file
 
-from toolmarks.events import (
-    DATA_TYPE_EVENTLOG,
-    DATA_TYPE_FILE,
-    DATA_TYPE_PREFETCH,
-    DATA_TYPE_REGISTRY,
-    DATA_TYPE_UNALLOCATED,
-    Trace,
-    describe_matches,
-)
+from toolmarks.events import Trace, describe_matches
 from toolmarks.indicators.model import Tool
+from toolmarks.parsers import manager
+from toolmarks.parsers.content import DATA_TYPE_FILE
 
 _DATA = importlib.resources.files("toolmarks") / "data"
 FORMATTERS_PATH = str(_DATA / "formatters.yaml")
-TIMELINER_PATH = str(_DATA / "timeliner.yaml")
 
-PRODUCT_NAME = "toolmarks"
-# The parser chain of each data type: psort prints it as `parser`, pinfo counts
-# events per parser by it.
-PARSER_NAMES = {
-    DATA_TYPE_EVENTLOG: "toolmarks_eventlog",
-    DATA_TYPE_FILE: "toolmarks_file",
-    DATA_TYPE_PREFETCH: "toolmarks_prefetch",
-    DATA_TYPE_REGISTRY: "toolmarks_registry",
-    DATA_TYPE_UNALLOCATED: "toolmarks_unallocated",
-}
+PRODUCT_NAME = manager.PRODUCT
 HASH_ATTRIBUTES = {"md5": "md5_hash", "sha1": "sha1_hash", "sha256": "sha256_hash"}
 
 # Event data attributes toolmarks sets itself, and names plaso gives a meaning
@@ -95,15 +78,21 @@ _NON_NAME = re.compile(r"[^A-Za-z0-9_]")
 def time_attributes() -> dict[str, dict[str, str]]:
     """Per data type, the event data attribute of each time description.
 
-    Read from timeliner.yaml, so the attributes write_plaso sets are the ones a
-    log2timeline run with that file would turn into the same events.
+    From the parser registry, whose timeliner definitions plaso's timeliner
+    reads in the plaso front: the attributes write_plaso sets are the ones a
+    log2timeline run would turn into the same events.
     """
-    with open(TIMELINER_PATH, encoding="utf-8") as file:
-        definitions_ = [d for d in yaml.safe_load_all(file) if d]
     return {
-        d["data_type"]: {m["description"]: m["name"] for m in d["attribute_mappings"]}
-        for d in definitions_
+        d.data_type: {description: name for name, description in d.times.items()}
+        for d in manager.definitions()
     }
+
+
+def _parser_name(data_type: str) -> str:
+    """The parser chain of a data type: psort prints it as `parser`, pinfo
+    counts events per parser by it."""
+    definition = manager.by_data_type(data_type)
+    return definition.parser_name if definition else PRODUCT_NAME
 
 
 def write_plaso(
@@ -130,7 +119,7 @@ def write_plaso(
     session.product_name = PRODUCT_NAME
     session.product_version = toolmarks_version
     session.command_line_arguments = command_line
-    session.enabled_parser_names = sorted(PARSER_NAMES.values())
+    session.enabled_parser_names = [d.parser_name for d in manager.definitions()]
     session.preferred_time_zone = "UTC"
     writer.AddAttributeContainer(session)
     writer.AddAttributeContainer(
@@ -276,7 +265,7 @@ def event_data_of(
 ) -> events.EventData:
     """The flat event data of a trace, as psort and plaso's filters read it."""
     event_data = events.EventData(data_type=trace.data_type)
-    event_data._parser_chain = PARSER_NAMES.get(trace.data_type, PRODUCT_NAME)
+    event_data._parser_chain = _parser_name(trace.data_type)
     time_names = time_attributes().get(trace.data_type, {})
     reserved = _OWN_ATTRIBUTES | _PLASO_NAMES | set(time_names.values())
     for key, value in trace.attributes.items():

@@ -13,18 +13,11 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
-from toolmarks.events import (
-    CAVEATS,
-    DATA_TYPE_EVENTLOG,
-    DATA_TYPE_PREFETCH,
-    DATA_TYPE_REGISTRY,
-    DATA_TYPE_UNALLOCATED,
-    Match,
-    Trace,
-)
+from toolmarks.events import CAVEATS, Match, Trace
 from toolmarks.indicators.model import Indicator, IndicatorSet, Tool
 from toolmarks.output.text import printable
 from toolmarks.output.timeline import iso_time
+from toolmarks.parsers import manager
 
 _STYLE = """
 body { font: 14px/1.4 sans-serif; margin: 1.5em auto; max-width: 75em; color: #222; }
@@ -50,21 +43,12 @@ _FILE_FACTS = (
     ("sha256_hash", "SHA-256"),
     ("imphash", "imphash"),
 )
-# What tells one event of a hive or prefetch file from the next.
-_EVENT_DETAIL = {
-    DATA_TYPE_REGISTRY: (
-        "artefact",
-        "key_path",
-        "value_name",
-        "value_data",
-        "user",
-        "cell_offset",
-        "note",
-    ),
-    DATA_TYPE_PREFETCH: ("executable", "run_count", "prefetch_hash", "path_hints"),
-    DATA_TYPE_UNALLOCATED: ("first_cluster", "last_cluster"),
-    DATA_TYPE_EVENTLOG: ("channel", "provider", "event_id", "record_number"),
-}
+
+
+def _report_fields(data_type: str) -> tuple[str, ...]:
+    """What tells one event of a hive, prefetch file or log from the next."""
+    definition = manager.by_data_type(data_type)
+    return definition.report_fields if definition else ()
 
 
 def _text(value: Any) -> str:
@@ -167,7 +151,7 @@ def _location(
             _text(t.data_type),
             "<br>".join(
                 f"{_text(key)}: {_code(t.attributes[key])}"
-                for key in _EVENT_DETAIL.get(t.data_type, ())
+                for key in _report_fields(t.data_type)
                 if t.attributes.get(key) not in (None, "", [])
             ),
         )

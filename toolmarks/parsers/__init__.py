@@ -1,1 +1,3 @@
-"""Parsers: one module per artefact kind, each a detection core and a plaso adapter."""
+"""toolmarks' parsers; importing the package registers every one of them."""
+
+from toolmarks.parsers import content, eventlog, prefetch, registry  # noqa: F401

@@ -14,6 +14,10 @@ from typing import BinaryIO
 
 from toolmarks.indicators.compiler import CompiledSet, rule_name
 from toolmarks.indicators.model import Indicator
+from toolmarks.parsers import manager
+
+DATA_TYPE_FILE = "toolmarks:file:match"
+DATA_TYPE_UNALLOCATED = "toolmarks:unallocated:match"
 
 # 2 MiB: the fastest through TSK on raw and E01 alike (measured 1–16 MiB); larger
 # reads cost more in copies than they save in calls.
@@ -202,3 +206,31 @@ class _StringScan:
             if rule not in hits or hit.offset < hits[rule].offset:
                 hits[rule] = hit
         return sorted(hits.values(), key=lambda hit: hit.offset)
+
+
+# The engine runs the content scan on every stream itself; these declare the
+# data types it produces. File system times use plaso's filestat wording.
+manager.register(
+    manager.ParserDefinition(
+        name="file",
+        data_type=DATA_TYPE_FILE,
+        description="files matched by hash, string, imphash or name",
+        times={
+            "creation_time": "Creation Time",
+            "modification_time": "Content Modification Time",
+            "access_time": "Last Access Time",
+            "change_time": "Metadata Modification Time",
+        },
+        indicator_sections=("hashes", "strings", "filenames"),
+    )
+)
+manager.register(
+    manager.ParserDefinition(
+        name="unallocated",
+        data_type=DATA_TYPE_UNALLOCATED,
+        description="indicator strings in unallocated clusters",
+        times={},
+        report_fields=("first_cluster", "last_cluster"),
+        indicator_sections=("strings",),
+    )
+)

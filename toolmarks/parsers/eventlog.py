@@ -10,17 +10,20 @@ one Trace at its TimeCreated. Bad input never raises: it ends as a warning.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
 import pyevtx
 from dfdatetime import filetime as dfdatetime_filetime
 
-from toolmarks.events import DATA_TYPE_EVENTLOG, Match, Trace
+from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.indicators.compiler import CompiledSet
+from toolmarks.parsers import manager
 
-DESC_CREATION = "Creation Time"  # timeliner.yaml: creation_time
-DESC_NOT_A_TIME = "Not a time"
+DATA_TYPE = "toolmarks:eventlog:trace"
+
+DESC_CREATION = "Creation Time"
 _NAMESPACE = "{http://schemas.microsoft.com/win/2004/08/events/event}"
 _MAX_ERROR_TEXT = 400
 
@@ -103,9 +106,9 @@ def _match(
         return None
     created = record.get_creation_time_as_integer()
     return Trace(
-        DATA_TYPE_EVENTLOG,
+        DATA_TYPE,
         dfdatetime_filetime.Filetime(timestamp=created) if created else None,
-        DESC_CREATION if created else DESC_NOT_A_TIME,
+        DESC_CREATION if created else NOT_A_TIME,
         source,
         [Match.of(indicator, text, field=name) for indicator, name, text in hits],
         {
@@ -141,3 +144,20 @@ def event_data(xml_text: str) -> dict[str, str]:
 def _describe(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "…"
+
+
+manager.register(
+    manager.ParserDefinition(
+        name="eventlog",
+        data_type=DATA_TYPE,
+        description="Windows XML event logs (EVTX): records named by indicators",
+        times={"creation_time": DESC_CREATION},
+        report_fields=("channel", "provider", "event_id", "record_number"),
+        indicator_sections=("eventlog",),
+        paths=re.compile(r"\.evtx$", re.IGNORECASE),
+        signatures=((0, b"ElfFile\x00"),),
+        parse=lambda stream, source, compiled, _name: parse_eventlog(
+            stream, source, compiled
+        ),
+    )
+)

@@ -13,15 +13,19 @@ import dataclasses
 import hashlib
 import io
 import os
+import re
 import struct
 from typing import Any, BinaryIO
 
 import pyscca
 from dfdatetime import filetime as dfdatetime_filetime
 
-from toolmarks.events import DATA_TYPE_PREFETCH, Match, Trace
+from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.indicators.model import Indicator
+from toolmarks.parsers import manager
+
+DATA_TYPE = "toolmarks:prefetch:execution"
 
 MAX_SIZE = 64 * 1024 * 1024
 SCCA_SIGNATURE = b"SCCA"  # at offset 4 of an uncompressed file
@@ -31,7 +35,6 @@ _MAM_HEADER = struct.Struct("<4sI")  # signature, uncompressed size
 # plaso's winprefetch wording (timeliner.yaml: last_run_time, previous_run_times).
 DESC_LAST_RUN = "Last Time Executed"
 DESC_PREVIOUS_RUN = "Previous Last Time Executed"
-DESC_NOT_A_TIME = "Not a time"
 
 # The header stores the executable name in 60 bytes of UTF-16 with a terminating
 # NUL, so longer names are cut to 29 characters; the full name is then only
@@ -423,12 +426,12 @@ def _traces(
             # Windows writes a prefetch file when the program runs, so a match
             # without a readable run time still counts; plaso keeps such events
             # as "Not a time" too.
-            desc = DESC_NOT_A_TIME
+            desc = NOT_A_TIME
         else:
             desc = DESC_LAST_RUN if index == 0 else DESC_PREVIOUS_RUN
         traces.append(
             Trace(
-                data_type=DATA_TYPE_PREFETCH,
+                data_type=DATA_TYPE,
                 timestamp=timestamp,
                 timestamp_desc=desc,
                 source=result.source,
@@ -437,3 +440,20 @@ def _traces(
             )
         )
     return traces
+
+
+manager.register(
+    manager.ParserDefinition(
+        name="prefetch",
+        data_type=DATA_TYPE,
+        description="Windows prefetch files: runs of programs named by indicators",
+        times={"last_run_time": DESC_LAST_RUN, "previous_run_times": DESC_PREVIOUS_RUN},
+        report_fields=("executable", "run_count", "prefetch_hash", "path_hints"),
+        indicator_sections=("prefetch",),
+        paths=re.compile(r"(^|/)prefetch/[^/]+\.pf$", re.IGNORECASE),
+        signatures=((4, SCCA_SIGNATURE), (0, MAM_SIGNATURE)),
+        parse=lambda stream, source, compiled, _name: parse_prefetch(
+            stream, source, compiled
+        ),
+    )
+)

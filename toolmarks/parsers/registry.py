@@ -31,13 +31,20 @@ from typing import Any, BinaryIO
 
 import pyregf
 
-from toolmarks.events import DATA_TYPE_REGISTRY, Match, Trace
+from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.indicators.compiler import CompiledSet, RegexIndicator
 from toolmarks.indicators.model import Indicator
+from toolmarks.parsers import manager, registry_deleted, registry_repair
 from toolmarks.parsers import registry_artefacts as artefacts
-from toolmarks.parsers import registry_deleted, registry_repair
-from toolmarks.parsers.registry_artefacts import READ_ERRORS, TIME_LAST_WRITTEN, Entry
+from toolmarks.parsers.registry_artefacts import (
+    READ_ERRORS,
+    TIME_FILE_MODIFICATION,
+    TIME_LAST_RUN,
+    TIME_LAST_WRITTEN,
+    Entry,
+)
 
+DATA_TYPE = "toolmarks:registry:trace"
 HIVE_TYPES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "NTUSER", "USRCLASS", "AMCACHE")
 MAX_VALUE_TEXT = 512  # characters of value data kept in a trace
 _SIGNATURE = b"regf"
@@ -689,7 +696,7 @@ class _HiveParser:
                 entry.attributes["control_set"] == self.info.current_control_set
             )
         return Trace(
-            data_type=DATA_TYPE_REGISTRY,
+            data_type=DATA_TYPE,
             timestamp=entry.timestamp,
             timestamp_desc=entry.timestamp_desc,
             source=self.source,
@@ -724,9 +731,9 @@ class _HiveParser:
             attributes.update(extra)
         self._add_control_set(attributes, key_path)
         return Trace(
-            data_type=DATA_TYPE_REGISTRY,
+            data_type=DATA_TYPE,
             timestamp=when,
-            timestamp_desc=TIME_LAST_WRITTEN if when else "Not a time",
+            timestamp_desc=TIME_LAST_WRITTEN if when else NOT_A_TIME,
             source=self.source,
             matches=[],
             attributes=attributes,
@@ -907,3 +914,41 @@ def _union(groups: Iterable[list[Indicator]]) -> list[Indicator]:
                 seen.add(indicator.id)
                 out.append(indicator)
     return out
+
+
+# Hives by file name. DEFAULT is too common a name to take anywhere: only the
+# .DEFAULT user's hive in a config folder (or its RegBack copy) is one.
+_HIVE_PATH = re.compile(
+    r"(^|/)(system|software|sam|security|ntuser\.dat|ntuser\.man|usrclass\.dat"
+    r"|amcache\.hve)$|(^|/)(config|regback)/default$",
+    re.IGNORECASE,
+)
+
+manager.register(
+    manager.ParserDefinition(
+        name="registry",
+        data_type=DATA_TYPE,
+        description="Windows Registry hives: keys, values and execution artefacts "
+        "named by indicators, deleted keys too",
+        times={
+            "file_modification_time": TIME_FILE_MODIFICATION,
+            "last_run_time": TIME_LAST_RUN,
+            "last_written_time": TIME_LAST_WRITTEN,
+        },
+        report_fields=(
+            "artefact",
+            "key_path",
+            "value_name",
+            "value_data",
+            "user",
+            "cell_offset",
+            "note",
+        ),
+        indicator_sections=("registry", "filenames", "hashes"),
+        paths=_HIVE_PATH,
+        signatures=((0, _SIGNATURE),),
+        parse=lambda stream, source, compiled, name: parse_hive(
+            stream, source, compiled, file_name=name
+        ),
+    )
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from toolmarks.indicators.loader import hash_problem, normalise_hash
+from toolmarks.indicators.model import hash_problem, normalise_hash
 
 HASH_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256"}
 

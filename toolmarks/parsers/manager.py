@@ -1,0 +1,108 @@
+"""The parser registry: every toolmarks parser declares itself here, once.
+
+Each parser module ends with `manager.register(ParserDefinition(...))`, as
+plaso's parser modules end with `manager.ParsersManager.RegisterParser`. The
+engine routes file entries with it; the plaso storage writer, the timeliner
+definitions, the report and scan.json take names, data types, time
+descriptions and report fields from it; the plaso front wraps each definition
+in a plaso parser. Nothing else lists parsers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from typing import BinaryIO, Protocol
+
+from toolmarks.events import Trace
+from toolmarks.indicators.compiler import CompiledSet
+
+PRODUCT = "toolmarks"
+
+
+class Parsed(Protocol):
+    """What a parse function returns: traces, and warnings naming the source."""
+
+    traces: list[Trace]
+    warnings: list[str]
+
+
+# (stream, source, compiled set, file name) -> traces and warnings; never raises.
+ParseFunction = Callable[[BinaryIO, str, CompiledSet, str], Parsed]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParserDefinition:
+    """One parser: what it takes, what it produces, how its events read."""
+
+    name: str  # short name: "prefetch"; its plaso parser is "toolmarks_prefetch"
+    data_type: str  # of the traces it produces
+    description: str
+    # Event data attribute -> what its time means, as plaso's timeliner.yaml.
+    times: Mapping[str, str]
+    # Trace attributes that tell one of its events from the next, in reports.
+    report_fields: tuple[str, ...] = ()
+    # Sections of the indicator set it matches against.
+    indicator_sections: tuple[str, ...] = ()
+    # The file entries it parses: a regex searched in the entry's path within
+    # its volume ("/"-separated); None for producers not fed by file entries.
+    paths: re.Pattern[str] | None = None
+    # (offset, bytes) signatures plaso's signature scanner recognises it by.
+    signatures: tuple[tuple[int, bytes], ...] = ()
+    parse: ParseFunction | None = None
+
+    @property
+    def parser_name(self) -> str:
+        """Its name in plaso: parser chains, --parsers, pinfo's parser counts."""
+        return f"{PRODUCT}_{self.name}"
+
+    def takes(self, path: str) -> bool:
+        """True if a file entry at this path (in its volume) is for this parser."""
+        return self.paths is not None and self.paths.search(path) is not None
+
+
+_definitions: dict[str, ParserDefinition] = {}
+
+
+def register(definition: ParserDefinition) -> None:
+    """Adds a parser; names and data types are unique."""
+    for known in _definitions.values():
+        if definition.name == known.name or definition.data_type == known.data_type:
+            raise KeyError(f"parser {definition.name} already registered")
+    _definitions[definition.name] = definition
+
+
+def definitions() -> list[ParserDefinition]:
+    """Every registered parser, by name."""
+    return [_definitions[name] for name in sorted(_definitions)]
+
+
+def file_parsers() -> list[ParserDefinition]:
+    """The parsers fed by file entries."""
+    return [d for d in definitions() if d.parse is not None and d.paths is not None]
+
+
+def parser_for(path: str) -> ParserDefinition | None:
+    """The parser that takes a file entry at this path, if any."""
+    return next((d for d in file_parsers() if d.takes(path)), None)
+
+
+def by_data_type(data_type: str) -> ParserDefinition | None:
+    return next((d for d in _definitions.values() if d.data_type == data_type), None)
+
+
+def timeliner_definitions() -> list[dict]:
+    """plaso's timeliner.yaml entries of every data type, for its timeliner."""
+    return [
+        {
+            "data_type": d.data_type,
+            "attribute_mappings": [
+                {"name": name, "description": description}
+                for name, description in sorted(d.times.items())
+            ],
+            # A tool found on disk matters even when no time is known.
+            "place_holder_event": True,
+        }
+        for d in definitions()
+    ]
