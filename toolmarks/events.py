@@ -13,11 +13,8 @@ from dfdatetime import interface as dfdatetime_interface
 
 from toolmarks.indicators.model import Indicator, Tool
 
-DATA_TYPE_FILE = "toolmarks:file:match"
-DATA_TYPE_PREFETCH = "toolmarks:prefetch:execution"
-DATA_TYPE_REGISTRY = "toolmarks:registry:trace"
-DATA_TYPE_EVENTLOG = "toolmarks:eventlog:trace"
-DATA_TYPE_UNALLOCATED = "toolmarks:unallocated:match"
+# plaso's description of an event whose event data holds no time.
+NOT_A_TIME = "Not a time"
 
 # Attributes that say a trace's source bytes may not be what the file held, and
 # how a message names them: data on sectors that failed the E01's checksums, and
@@ -71,17 +68,21 @@ class Trace:
     attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def labels(self, tools: dict[str, Tool]) -> list[str]:
-        """The documented labels: toolmarks, tool_<id>, stage_<s>, ioc_<kind>, dual_use."""
-        labels = ["toolmarks"]
-        for match in self.matches:
-            tool = tools.get(match.tool)
-            for label in tool.labels() if tool else ["toolmarks", f"tool_{match.tool}"]:
-                if label not in labels:
-                    labels.append(label)
-            kind_label = f"ioc_{match.kind}"
-            if kind_label not in labels:
-                labels.append(kind_label)
-        return labels
+        return labels(self.matches, tools)
+
+
+def labels(matches: list[Match], tools: dict[str, Tool]) -> list[str]:
+    """The documented labels: toolmarks, tool_<id>, stage_<s>, ioc_<kind>, dual_use."""
+    out = ["toolmarks"]
+    for match in matches:
+        tool = tools.get(match.tool)
+        for label in tool.labels() if tool else ["toolmarks", f"tool_{match.tool}"]:
+            if label not in out:
+                out.append(label)
+        kind_label = f"ioc_{match.kind}"
+        if kind_label not in out:
+            out.append(kind_label)
+    return out
 
 
 def describe_matches(matches: list[Match], tools: dict[str, Tool]) -> str:

@@ -8,8 +8,6 @@ import json
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from plaso.containers import events as plaso_events
 from plaso.engine import timeliner as plaso_timeliner
 from plaso.formatters import yaml_formatters_file
 from plaso.storage import factory as storage_factory
+from plaso_support import read_store, run, script
 
 from toolmarks.events import Match, Trace
 from toolmarks.indicators import loader
@@ -56,21 +55,6 @@ WRITE_ARGS = {
     "toolmarks_version": "0.1.0",
     "indicator_set_version": "0123456789abcdef",
 }
-
-
-def _script(name: str) -> str:
-    """A plaso console script: beside this Python first, else on PATH."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.is_file() else shutil.which(name)
-    if not found:
-        pytest.fail(f"plaso console script {name} not found")
-    return found
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 @pytest.fixture(scope="module")
@@ -188,38 +172,8 @@ def _copy(path: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    """Every event with its event data, stream and labels, in time order."""
-    reader = storage_factory.StorageFactory.CreateStorageReaderForFile(str(path))
-    assert reader is not None
-    try:
-        rows = []
-        for event in reader.GetSortedEvents():
-            event_data = reader.GetAttributeContainerByIdentifier(
-                plaso_events.EventData.CONTAINER_TYPE, event.GetEventDataIdentifier()
-            )
-            stream_identifier = event_data.GetEventDataStreamIdentifier()
-            stream = None
-            if stream_identifier:
-                stream = reader.GetAttributeContainerByIdentifier(
-                    plaso_events.EventDataStream.CONTAINER_TYPE, stream_identifier
-                )
-            tag = reader.GetEventTagByEventIdentifer(event.GetIdentifier())
-            rows.append(
-                {
-                    "event": event,
-                    "data": event_data,
-                    "stream": stream,
-                    "labels": tag.labels if tag else None,
-                }
-            )
-        return rows
-    finally:
-        reader.Close()
-
-
 def _by_source(path: Path) -> dict[str, dict[str, Any]]:
-    return {row["data"].source_location: row for row in _read(path)}
+    return {row["data"].source_location: row for row in read_store(path)}
 
 
 def test_events_and_event_data(plaso_file: Path) -> None:
@@ -350,7 +304,7 @@ def test_session_counters_and_report(plaso_file: Path) -> None:
 
 
 def test_pinfo(plaso_file: Path) -> None:
-    result = _run(_script("pinfo"), "-v", str(plaso_file))
+    result = run(script("pinfo"), "-v", str(plaso_file))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Event tags generated per label" in out
@@ -362,8 +316,8 @@ def test_pinfo(plaso_file: Path) -> None:
 
 def _psort_dynamic(path: Path, fields: str, out: Path) -> list[dict[str, str]]:
     """psort's dynamic CSV of a storage file, with toolmarks' formatters."""
-    result = _run(
-        _script("psort"),
+    result = run(
+        script("psort"),
         "--status_view",
         "none",
         "-u",
@@ -467,8 +421,8 @@ def test_unallocated_match_without_a_time(
 
 def test_psort_json_line(plaso_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "timeline.jsonl"
-    result = _run(
-        _script("psort"),
+    result = run(
+        script("psort"),
         "--status_view",
         "none",
         "-u",
@@ -618,8 +572,8 @@ def test_appends_to_a_log2timeline_file(
     source.mkdir()
     (source / "a.txt").write_text("hello", encoding="utf-8")
     path = tmp_path / "l2t.plaso"
-    result = _run(
-        _script("log2timeline"),
+    result = run(
+        script("log2timeline"),
         "--status_view",
         "none",
         "-u",
@@ -631,15 +585,15 @@ def test_appends_to_a_log2timeline_file(
         str(source),
     )
     assert result.returncode == 0, result.stderr
-    before = len(_read(path))
+    before = len(read_store(path))
     assert before > 0
 
     assert plaso_storage.write_plaso(str(path), traces, tools, **WRITE_ARGS) == 4
-    rows = _read(path)
+    rows = read_store(path)
     assert len(rows) == before + 4
     ours = [row for row in rows if row["data"].data_type.startswith("toolmarks:")]
     assert len(ours) == 4 and all("toolmarks" in row["labels"] for row in ours)
-    result = _run(_script("pinfo"), str(path))
+    result = run(script("pinfo"), str(path))
     assert result.returncode == 0, result.stderr
     assert re.search(rf"^\s*Total : {before + 4}$", result.stdout, re.MULTILINE)
     assert re.search(r"^\s*filestat : \d+$", result.stdout, re.MULTILINE)

@@ -1,4 +1,4 @@
-"""toolmarks command line: `toolmarks scan|indicators …`.
+"""toolmarks command line: `toolmarks scan|tag|indicators|log2timeline|psort …`.
 
 Exit codes: 0 ran (with or without hits), 2 bad arguments or input, 1 internal error.
 """
@@ -10,7 +10,7 @@ import sys
 import traceback
 
 from toolmarks import __version__
-from toolmarks.cli import indicators, scan
+from toolmarks.cli import indicators, plaso, scan, tag
 from toolmarks.cli.common import EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, Parser, UsageError
 
 
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     indicators.add_parser(commands)
     scan.add_parser(commands)
+    tag.add_parser(commands)
+    plaso.add_parsers(commands)
     return parser
 
 

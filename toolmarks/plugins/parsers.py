@@ -1,0 +1,101 @@
+"""toolmarks' parsers as plaso parsers, for `toolmarks log2timeline`.
+
+One plaso FileObjectParser per file parser of the registry
+(toolmarks.parsers.manager), found by the same signatures, around the same
+detection core the scanner runs: the same stream gives the same event data
+whichever front read it. Registered with plaso's ParsersManager on import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dfvfs.lib import definitions as dfvfs_definitions
+from plaso.lib import specification
+from plaso.parsers import interface, presets
+from plaso.parsers import manager as plaso_manager
+
+from toolmarks.output import plaso_storage
+from toolmarks.parsers import manager
+from toolmarks.plugins import indicator_set
+
+
+class ToolmarksParser(interface.FileObjectParser):
+    """Runs one registry parser on a file object plaso hands it."""
+
+    DEFINITION: manager.ParserDefinition
+    NAME = "toolmarks"
+    DATA_FORMAT = ""
+
+    @classmethod
+    def GetFormatSpecification(cls) -> specification.FormatSpecification:
+        format_specification = specification.FormatSpecification(cls.NAME)
+        for offset, signature in cls.DEFINITION.signatures:
+            format_specification.AddNewSignature(signature, offset=offset)
+        return format_specification
+
+    def ParseFileObject(self, parser_mediator: Any, file_object: Any) -> None:
+        definition = self.DEFINITION
+        # plaso picked the file by its signature, as it does for its own
+        # parsers; the scanner picks by path (see the README's table).
+        file_entry = parser_mediator.GetFileEntry()
+        location = source_of(file_entry.path_spec)
+        compiled = indicator_set.compiled()
+        parsed = definition.parse(
+            file_object, location, compiled, parser_mediator.GetFilename() or ""
+        )
+        for warning in parsed.warnings:
+            parser_mediator.ProduceWarning(warning.removeprefix(f"{location}: "))
+        version = compiled.indicator_set.version
+        for trace in parsed.traces:
+            trace.attributes.setdefault("allocated", file_entry.IsAllocated())
+            event_data = plaso_storage.event_data_of(trace, compiled.tools, version)
+            event_data._parser_chain = None  # the mediator sets plaso's own chain
+            parser_mediator.ProduceEventData(event_data)
+
+
+def source_of(path_spec: Any) -> str:
+    """The path the scanner would name: dfVFS's NTFS back end spells it with
+    backslashes, TSK and the others with slashes; an ADS after a colon."""
+    location = getattr(path_spec, "location", None) or ""
+    if path_spec.type_indicator == dfvfs_definitions.TYPE_INDICATOR_NTFS:
+        location = location.replace("\\", "/")
+    stream = getattr(path_spec, "data_stream", None)
+    return f"{location}:{stream}" if stream else location
+
+
+def _parser_class(definition: manager.ParserDefinition) -> type[ToolmarksParser]:
+    return type(
+        f"Toolmarks{definition.name.title()}Parser",
+        (ToolmarksParser,),
+        {
+            "DEFINITION": definition,
+            "NAME": definition.parser_name,
+            "DATA_FORMAT": f"toolmarks: {definition.description}",
+            "__doc__": f"toolmarks {definition.name} parser.",
+        },
+    )
+
+
+PARSER_CLASSES = [_parser_class(d) for d in manager.file_parsers()]
+
+for _parser_class_ in PARSER_CLASSES:
+    if _parser_class_.NAME not in plaso_manager.ParsersManager._parser_classes:
+        plaso_manager.ParsersManager.RegisterParser(_parser_class_)
+
+
+# The `toolmarks` preset (--parsers toolmarks, or win7,toolmarks): plaso's
+# presets come from its presets.yaml only, so the manager is extended to add
+# ours after reading it; filestat gives the file events hashes and YARA
+# matches are tagged on.
+PRESET = "toolmarks"
+_read_presets = presets.ParserPresetsManager.ReadFromFile
+
+
+def _ReadFromFile(self: Any, path: str) -> None:
+    _read_presets(self, path)
+    names = ["filestat", *(parser_class.NAME for parser_class in PARSER_CLASSES)]
+    self._definitions[PRESET] = presets.ParserPreset(PRESET, names)
+
+
+presets.ParserPresetsManager.ReadFromFile = _ReadFromFile
