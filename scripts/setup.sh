@@ -27,3 +27,4 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
 # Optional: without it E01 images are read correctly, only slower.
 bash scripts/build_pyewf.sh \
     || echo "setup: pyewf not rebuilt with zlib; E01 decoding stays slower" >&2
+if [ "${1:-}" = "--test" ]; then bash scripts/setup_old_plaso.sh; fi

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plaso_support import read_store, run
+from plaso_support import read_store, run, script
 
 from toolmarks.engine.scan import ScanOptions, scan_image
 from toolmarks.indicators import loader
@@ -30,6 +30,8 @@ def front_store(traces_images, tmp_path_factory) -> Path:
     store = tmp_path_factory.mktemp("front") / "traces.plaso"
     done = toolmarks(
         "log2timeline",
+        "--logfile",
+        str(store.with_suffix(".log.gz")),
         "--storage_file",
         str(store),
         "--parsers",
@@ -134,6 +136,8 @@ def test_psort_reads_and_formats(front_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     done = toolmarks(
         "psort",
+        "--logfile",
+        str(tmp_path / "psort.log.gz"),
         "-o",
         "dynamic",
         "--fields",
@@ -147,3 +151,71 @@ def test_psort_reads_and_formats(front_store: Path, tmp_path: Path) -> None:
     line = next(x for x in text.splitlines() if "toolmarks_prefetch" in x)
     assert "sdelete.prefetch.exe" in line and "SDELETE.EXE" in line
     assert "tool_sdelete" in line
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return str([_plain(item) for item in value])
+    copy = getattr(value, "CopyToDateTimeStringISO8601", None)
+    return copy() if copy else str(value)
+
+
+def _winreg_events(store: Path) -> collections.Counter:
+    """plaso's own registry events: data type, time and every value."""
+    out: collections.Counter = collections.Counter()
+    for row in read_store(store):
+        data = row["data"]
+        if not data.data_type.startswith("windows:registry"):
+            continue
+        values = {
+            name: _plain(value)
+            for name, value in data.GetAttributes()
+            if not name.startswith("_")
+        }
+        out[
+            (data.data_type, row["event"].timestamp, json.dumps(values, sort_keys=True))
+        ] += 1
+    return out
+
+
+def test_plaso_registry_events_unchanged_with_ours(
+    traces_images, front_store: Path, tmp_path: Path
+) -> None:
+    """Our registry parser reads whole hive files beside plaso's winreg parser
+    (which calls one plugin per key): plaso's own events are the same with it."""
+    image = str(traces_images["raw"])
+    common = ["--status_view", "none", "--unattended", "--hashers", "none"]
+    common += ["--logfile", str(tmp_path / "log2timeline.log.gz")]
+    plain = tmp_path / "plain.plaso"
+    done = run(
+        script("log2timeline"),
+        "--storage_file",
+        str(plain),
+        "--parsers",
+        "winreg",
+        *common,
+        image,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    both = tmp_path / "both.plaso"
+    done = toolmarks(
+        "log2timeline",
+        "--storage_file",
+        str(both),
+        "--parsers",
+        "winreg,toolmarks",
+        *common,
+        image,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    plaso_events = _winreg_events(plain)
+    assert sum(plaso_events.values()) > 1000
+    assert _winreg_events(both) == plaso_events
+    ours = [r for r in read_store(both) if r["data"].data_type.startswith("toolmarks:")]
+    assert len(ours) == len(
+        [
+            r
+            for r in read_store(front_store)
+            if r["data"].data_type.startswith("toolmarks:")
+        ]
+    )

@@ -375,7 +375,7 @@ def _plausible_path(path: str) -> bool:
     return path.startswith("\\") and path.isprintable()
 
 
-def _matches(
+def prefetch_matches(
     info: PrefetchInfo, compiled: CompiledSet
 ) -> list[tuple[Indicator, str, list[str]]]:
     """(indicator, matched value, matched referenced files), one per indicator."""
@@ -392,7 +392,7 @@ def _matches(
 def _traces(
     info: PrefetchInfo, result: PrefetchResult, compiled: CompiledSet
 ) -> list[Trace]:
-    hits = _matches(info, compiled)
+    hits = prefetch_matches(info, compiled)
     if not hits:
         return []
     # Match.detail must stay hashable (Match is frozen), hence tuples.

@@ -275,7 +275,7 @@ def _hive_type(root: Any, file_name: str | None, embedded: str | None) -> str | 
     return None
 
 
-def _prefilter(items: list[RegexIndicator]) -> re.Pattern[str] | None:
+def prefilter_of(items: list[RegexIndicator]) -> re.Pattern[str] | None:
     """One regex that full-matches every key path some item may match, or None."""
     patterns = [item.main.pattern for item in items]
     if not patterns or any(_BACKREFERENCE.search(p) for p in patterns):
@@ -426,7 +426,7 @@ class _HiveParser:
         except (OSError, ValueError) as error:
             self.warn(f"cannot read the hive for deleted keys: {error}")
             return
-        prefilter = _prefilter(items)
+        prefilter = prefilter_of(items)
         for key in registry_deleted.deleted_keys(data):
             paths = self._match_paths(key.path)
             if prefilter is not None and not any(prefilter.fullmatch(p) for p in paths):
@@ -461,7 +461,7 @@ class _HiveParser:
         self, key: registry_deleted.DeletedKey, paths: list[str]
     ) -> list[Match]:
         hive = self.info.hive_type
-        found = _union(self.compiled.match_registry(hive, p) for p in paths)
+        found = union(self.compiled.match_registry(hive, p) for p in paths)
         matches = [
             Match.of(
                 ind, key.path, kind="registry", via="deleted key", matched="key_path"
@@ -469,7 +469,7 @@ class _HiveParser:
             for ind in found
         ]
         for name, text in key.values:
-            for ind in _union(
+            for ind in union(
                 self.compiled.match_registry(hive, p, name, text) for p in paths
             ):
                 shown = text if ind.fields.get("data") else name
@@ -744,7 +744,7 @@ class _HiveParser:
     def _walk(self, root: Any) -> None:
         limits = self.limits
         items = self.compiled.registry.get(self.info.hive_type or "", [])
-        prefilter = _prefilter(items)
+        prefilter = prefilter_of(items)
         visited: set[int] = set()
         stack: list[tuple[Any, str, int]] = [(root, "", 0)]
         loops = 0
@@ -825,7 +825,7 @@ class _HiveParser:
             return
         hive = self.info.hive_type
         artefact, extra = self._classify(key, path)
-        key_hits = _union(self.compiled.match_registry(hive, p) for p in match_paths)
+        key_hits = union(self.compiled.match_registry(hive, p) for p in match_paths)
         if key_hits:
             matches = [
                 Match.of(ind, path, kind="registry", via="key", matched="key_path")
@@ -853,7 +853,7 @@ class _HiveParser:
                 rendered = artefacts.value_texts(value, self.limits.max_data_bytes)
                 texts = list(rendered) or [None]
             matches = []
-            for indicator in _union(
+            for indicator in union(
                 self.compiled.match_registry(hive, p, name, t)
                 for p in match_paths
                 for t in texts
@@ -905,7 +905,7 @@ class _HiveParser:
         return "key", None
 
 
-def _union(groups: Iterable[list[Indicator]]) -> list[Indicator]:
+def union(groups: Iterable[list[Indicator]]) -> list[Indicator]:
     out: list[Indicator] = []
     seen: set[str] = set()
     for group in groups:

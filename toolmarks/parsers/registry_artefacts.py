@@ -57,7 +57,7 @@ BAM_KEYS = (
     "Services\\dam\\State\\UserSettings",
     "Services\\dam\\UserSettings",
 )
-_MUICACHE_SUFFIXES = (".FriendlyAppName", ".ApplicationCompany")
+MUICACHE_SUFFIXES = (".FriendlyAppName", ".ApplicationCompany")
 _HEX_SHA1 = re.compile(r"[0-9a-f]{40}")
 _DRIVE = re.compile(r"[A-Za-z]:\\")
 # An unquoted program path may hold spaces: up to its extension, then a blank.
@@ -573,7 +573,7 @@ def muicache(key: Any, key_path: str, warn: Warn, limit: int) -> list[Entry]:
         if not name or name == "LangID" or name.startswith("@"):
             continue
         path = name
-        for suffix in _MUICACHE_SUFFIXES:
+        for suffix in MUICACHE_SUFFIXES:
             if path.endswith(suffix):
                 path = path[: -len(suffix)]
                 break

@@ -1,5 +1,9 @@
 """A plaso tagging file: one label per tool and per match kind, over plain plaso events.
 
+Every rule is bound to filestat events (fs:stat): plaso gives a file's
+hashes and YARA matches to every event parsed out of that file, so an unbound
+rule would tag each registry event of a hive that matched. It cannot tag what
+`toolmarks tag` tags from prefetch, registry and event log events.
 plaso ORs every rule of a label into one filter, and at about 500 rules its parser
 recurses too deep, so a label with more rules is left out with a warning; large
 hash sets belong in `toolmarks tag`, which looks hashes up in a dict.
@@ -14,6 +18,7 @@ from toolmarks.indicators.model import Indicator, IndicatorSet
 
 MAX_RULES_PER_LABEL = 400
 _HASH_ATTRIBUTE = {"md5": "md5_hash", "sha1": "sha1_hash", "sha256": "sha256_hash"}
+FILE_EVENT = "data_type is 'fs:stat'"
 
 
 def _string(value: str) -> str:
@@ -47,12 +52,16 @@ def rule(indicator: Indicator) -> str | None:
     """The plaso filter rule of one indicator, None where plaso has no such field."""
     if indicator.section == "hashes":
         attribute = _HASH_ATTRIBUTE.get(indicator.kind)
-        return f"{attribute} is {_string(indicator.value)}" if attribute else None
-    if indicator.section == "strings":
-        return f"yara_match contains {_string(rule_name(indicator.id))}"
-    if indicator.section == "filenames":
-        return f"filename iregexp {_string(path_regex(indicator.value))}"
-    return None
+        if not attribute:
+            return None
+        condition = f"{attribute} is {_string(indicator.value)}"
+    elif indicator.section == "strings":
+        condition = f"yara_match contains {_string(rule_name(indicator.id))}"
+    elif indicator.section == "filenames":
+        condition = f"filename iregexp {_string(path_regex(indicator.value))}"
+    else:
+        return None
+    return f"{FILE_EVENT} and {condition}"
 
 
 def export(indicator_set: IndicatorSet) -> str:

@@ -1,0 +1,263 @@
+"""`toolmarks tag`: plain plaso's super-timeline of the traces scenario, tagged;
+stores of an older plaso tagged in their own format; a clean timeline left
+alone; bad input refused with the store untouched."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plaso_support import read_store, run, script
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REAL = REPO_ROOT.parent / "shared" / "test_data" / "real"
+OLD_BIN = REPO_ROOT / ".cache" / "venv-plaso-20240308" / "bin"
+# Planted traces that plaso cannot see (deleted files and keys): the scan's
+# alone, and said so in the README.
+SCAN_ONLY = {"/Users/bob/NTUSER.DAT", "/Windows/Prefetch/SDELETE.EXE-0BADF00D.pf"}
+
+
+def toolmarks(*args: str) -> Any:
+    return run(sys.executable, "-m", "toolmarks", *args)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def log2timeline(binary: str, store: Path, source: str, *options: str) -> None:
+    done = run(
+        binary,
+        "--status_view",
+        "none",
+        "--unattended",
+        "--logfile",
+        str(store.with_suffix(".log.gz")),
+        "--storage_file",
+        str(store),
+        *options,
+        source,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def plain_store(traces_images, tmp_path_factory) -> Path:
+    """What an examiner has: plain plaso's win7 timeline with hashes and the
+    YARA rules of toolmarks' export."""
+    folder = tmp_path_factory.mktemp("plain")
+    rules = folder / "toolmarks.yara"
+    done = toolmarks("indicators", "export", "--format", "yara", "-o", str(rules))
+    assert done.returncode == 0, done.stderr
+    store = folder / "traces.plaso"
+    log2timeline(
+        script("log2timeline"),
+        store,
+        str(traces_images["raw"]),
+        "--parsers",
+        "win7",
+        "--hashers",
+        "md5,sha1,sha256",
+        "--yara_rules",
+        str(rules),
+    )
+    return store
+
+
+@pytest.fixture(scope="module")
+def tagged(plain_store: Path, tmp_path_factory) -> tuple[Path, str]:
+    store = tmp_path_factory.mktemp("tagged") / "traces.plaso"
+    shutil.copy(plain_store, store)
+    done = toolmarks("tag", str(store))
+    assert done.returncode == 0, done.stderr
+    return store, done.stdout
+
+
+def _path(row: dict[str, Any]) -> str:
+    """The event's file as the scan names it (plaso's NTFS paths use \\)."""
+    location = getattr(getattr(row["stream"], "path_spec", None), "location", "")
+    return (location or "").replace("\\", "/")
+
+
+def test_planted_traces_are_tagged(tagged, traces_images) -> None:
+    store, summary = tagged
+    manifest = traces_images["manifest"]
+    rows = [r for r in read_store(store) if r["labels"]]
+    by_file = collections.defaultdict(list)
+    for row in rows:
+        by_file[_path(row)].append(row)
+    planted = 0
+    for item in manifest["files"]:
+        expectations = item["expect"]
+        if item["path"] in SCAN_ONLY or item.get("deleted"):
+            assert not by_file.get(item["path"])
+            continue
+        mine = by_file.get(item["path"], [])
+        if not expectations:
+            assert not mine, item["path"]  # decoys: SAM, NOTEPAD, plaso's log
+        for expect in expectations:
+            if expect.get("artefact") == "deleted_key":
+                continue  # a key cell in free space: plaso reads none
+            planted += len(expect.get("records") or []) or expect.get("runs") or 1
+            kind = expect["data_type"].split(":")[1]
+            wanted = {"toolmarks", f"tool_{expect['tool']}"}
+            wanted.add("ioc_string" if kind == "file" else f"ioc_{kind}")
+            hits = [r for r in mine if wanted <= set(r["labels"])]
+            assert hits, (item["path"], expect["indicator"])
+            if kind == "prefetch":
+                assert len(hits) == expect["runs"]
+            if kind == "eventlog":
+                records = {r["data"].record_number for r in hits}
+                assert records == set(expect["records"])
+            if kind == "file":
+                assert {r["data"].data_type for r in hits} == {"fs:stat"}
+    # Near the planted traces: plaso makes two events of a record (written and
+    # creation time) and of a ShimCache entry (its file's and its key's time).
+    assert planted <= len(rows) <= 2 * planted
+    # The events parsed out of the SYSTEM hive whose file matched a YARA rule
+    # carry its yara_match, and are not tagged for it.
+    for row in by_file["/Windows/System32/config/SYSTEM"]:
+        if row["data"].data_type != "fs:stat":
+            assert "ioc_string" not in row["labels"]
+    assert f"{len(rows)} meet toolmarks indicators, {len(rows)} newly tagged" in (
+        summary
+    )
+    assert "tagged events per tool:\n  dbgview: " in summary
+
+
+def test_tags_in_pinfo_psort_and_timesketch_jsonl(tagged, tmp_path: Path) -> None:
+    store, _ = tagged
+    rows = [r for r in read_store(store) if r["labels"]]
+    counts = collections.Counter(label for r in rows for label in r["labels"])
+    copy = tmp_path / store.name
+    shutil.copy(store, copy)
+    done = run(
+        script("pinfo"), "--sections", "events", "--output_format", "json", str(copy)
+    )
+    assert done.returncode == 0, done.stderr
+    stored = json.loads(done.stdout)["storage_counters"]["event_labels"]
+    for label, number in counts.items():
+        assert stored[label] == number
+    out = tmp_path / "timesketch.jsonl"
+    done = run(script("psort"), "-o", "json_line", "-w", str(out), str(copy))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    tagged_lines = [
+        x for x in lines if "toolmarks" in (x.get("tag") or {}).get("labels", [])
+    ]
+    assert len(tagged_lines) == len(rows)
+
+
+def test_twice_adds_nothing(tagged, tmp_path: Path) -> None:
+    store, _ = tagged
+    copy = tmp_path / store.name
+    shutil.copy(store, copy)
+    before = sha256(copy)
+    done = toolmarks("tag", str(copy))
+    assert done.returncode == 0, done.stderr
+    assert "0 newly tagged" in done.stdout
+    assert sha256(copy) == before
+
+
+def test_psort_analysis_tags_the_same(plain_store, tagged, tmp_path: Path) -> None:
+    store, _ = tagged
+    copy = tmp_path / "analysed.plaso"
+    shutil.copy(plain_store, copy)
+    done = toolmarks(
+        "psort",
+        "--analysis",
+        "toolmarks",
+        "--logfile",
+        str(tmp_path / "psort.log.gz"),
+        "-o",
+        "null",
+        str(copy),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def tags(path: Path) -> collections.Counter:
+        return collections.Counter(
+            (r["event"].timestamp, r["data"].data_type, tuple(sorted(r["labels"])))
+            for r in read_store(path)
+            if r["labels"]
+        )
+
+    assert tags(copy) == tags(store)
+
+
+def test_old_plaso_store_tagged_in_its_own_format(traces_images, tmp_path) -> None:
+    """A store of plaso 20240308 (format 20230327), which plaso 20260720 cannot
+    read, tagged and read back by that plaso's own psort."""
+    store = tmp_path / "old.plaso"
+    log2timeline(
+        str(OLD_BIN / "log2timeline"),
+        store,
+        str(traces_images["raw"]),
+        "--parsers",
+        "prefetch,winevtx",
+    )
+    done = toolmarks("tag", str(store))
+    assert done.returncode == 0, done.stderr
+    assert "format 20230327" in done.stdout
+    out = tmp_path / "old.csv"
+    done = run(
+        str(OLD_BIN / "psort"),
+        "--logfile",
+        str(tmp_path / "psort.log.gz"),
+        "-o",
+        "dynamic",
+        "--fields",
+        "datetime,data_type,tag",
+        "-w",
+        str(out),
+        str(store),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    prefetch = [x for x in lines if "windows:prefetch" in x and "tool_sdelete" in x]
+    evtx = [x for x in lines if "windows:evtx" in x and "tool_pwdump" in x]
+    assert len(prefetch) == 5  # SDELETE.EXE's five run times
+    assert len(evtx) == 14  # 7 service installs, written and creation time
+    assert sum("toolmarks" in x for x in lines) == 19
+
+
+def test_clean_timeline_gets_no_tag(tmp_path: Path) -> None:
+    """plaso's own test image (MANIFEST: no tool traces)."""
+    store = tmp_path / "clean.plaso"
+    log2timeline(
+        script("log2timeline"),
+        store,
+        str(REAL / "images" / "image.qcow2"),
+        "--hashers",
+        "md5,sha1,sha256",
+    )
+    before = sha256(store)
+    done = toolmarks("tag", str(store))
+    assert done.returncode == 0, done.stderr
+    assert "0 meet toolmarks indicators" in done.stdout
+    assert sha256(store) == before
+
+
+def test_bad_input(tmp_path: Path, plain_store: Path) -> None:
+    text = tmp_path / "notes.plaso"
+    text.write_text("not a plaso store\n")
+    before = sha256(text)
+    done = toolmarks("tag", str(text))
+    assert done.returncode == 2
+    assert str(text) in done.stderr and sha256(text) == before
+    # A bad indicator set is refused before any store is opened.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\nhashes: [{id: x.md5.a, type: md5, value: zz}]\n")
+    copy = tmp_path / "store.plaso"
+    shutil.copy(plain_store, copy)
+    before = sha256(copy)
+    done = toolmarks("tag", "--indicators", str(bad), str(copy))
+    assert done.returncode == 2
+    assert "bad indicator files" in done.stderr and str(bad) in done.stderr
+    assert sha256(copy) == before
