@@ -56,3 +56,23 @@ def read_store(path: Path) -> list[dict[str, Any]]:
         return rows
     finally:
         reader.Close()
+
+
+def toolmarks(*args: str) -> Any:
+    return run(sys.executable, "-m", "toolmarks", *args)
+
+
+def log2timeline(binary: str, store: Path, source: str, *options: str) -> None:
+    done = run(
+        binary,
+        "--status_view",
+        "none",
+        "--unattended",
+        "--logfile",
+        str(store.with_suffix(".log.gz")),
+        "--storage_file",
+        str(store),
+        *options,
+        source,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -318,6 +318,8 @@ def _psort_dynamic(path: Path, fields: str, out: Path) -> list[dict[str, str]]:
     """psort's dynamic CSV of a storage file, with toolmarks' formatters."""
     result = run(
         script("psort"),
+        "--logfile",
+        str(out.with_suffix(".log.gz")),
         "--status_view",
         "none",
         "-u",
@@ -423,6 +425,8 @@ def test_psort_json_line(plaso_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "timeline.jsonl"
     result = run(
         script("psort"),
+        "--logfile",
+        str(out.with_suffix(".log.gz")),
         "--status_view",
         "none",
         "-u",

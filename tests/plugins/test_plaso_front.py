@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import collections
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from plaso_support import read_store, run, script
+from plaso_support import read_store, run, script, toolmarks
 
 from toolmarks.engine.scan import ScanOptions, scan_image
 from toolmarks.indicators import loader
@@ -18,32 +17,6 @@ from toolmarks.output.plaso_storage import event_of
 from toolmarks.parsers import manager
 
 ARTEFACT_TYPES = {d.data_type for d in manager.file_parsers()}
-
-
-def toolmarks(*args: str) -> Any:
-    return run(sys.executable, "-m", "toolmarks", *args)
-
-
-@pytest.fixture(scope="module")
-def front_store(traces_images, tmp_path_factory) -> Path:
-    """log2timeline --parsers toolmarks of the traces scenario (multi-process)."""
-    store = tmp_path_factory.mktemp("front") / "traces.plaso"
-    done = toolmarks(
-        "log2timeline",
-        "--logfile",
-        str(store.with_suffix(".log.gz")),
-        "--storage_file",
-        str(store),
-        "--parsers",
-        "toolmarks",
-        "--status_view",
-        "none",
-        "--unattended",
-        str(traces_images["raw"]),
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "added --hashers md5,sha1,sha256 --yara_rules" in done.stderr
-    return store
 
 
 @pytest.fixture(scope="module")

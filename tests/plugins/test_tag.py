@@ -8,12 +8,14 @@ import collections
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from plaso_support import read_store, run, script
+from plaso_support import log2timeline, read_store, run, script, toolmarks
+
+from toolmarks.engine.scan import ScanOptions, scan_image
+from toolmarks.indicators import loader
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REAL = REPO_ROOT.parent / "shared" / "test_data" / "real"
@@ -23,51 +25,8 @@ OLD_BIN = REPO_ROOT / ".cache" / "venv-plaso-20240308" / "bin"
 SCAN_ONLY = {"/Users/bob/NTUSER.DAT", "/Windows/Prefetch/SDELETE.EXE-0BADF00D.pf"}
 
 
-def toolmarks(*args: str) -> Any:
-    return run(sys.executable, "-m", "toolmarks", *args)
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def log2timeline(binary: str, store: Path, source: str, *options: str) -> None:
-    done = run(
-        binary,
-        "--status_view",
-        "none",
-        "--unattended",
-        "--logfile",
-        str(store.with_suffix(".log.gz")),
-        "--storage_file",
-        str(store),
-        *options,
-        source,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-@pytest.fixture(scope="module")
-def plain_store(traces_images, tmp_path_factory) -> Path:
-    """What an examiner has: plain plaso's win7 timeline with hashes and the
-    YARA rules of toolmarks' export."""
-    folder = tmp_path_factory.mktemp("plain")
-    rules = folder / "toolmarks.yara"
-    done = toolmarks("indicators", "export", "--format", "yara", "-o", str(rules))
-    assert done.returncode == 0, done.stderr
-    store = folder / "traces.plaso"
-    log2timeline(
-        script("log2timeline"),
-        store,
-        str(traces_images["raw"]),
-        "--parsers",
-        "win7",
-        "--hashers",
-        "md5,sha1,sha256",
-        "--yara_rules",
-        str(rules),
-    )
-    return store
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +104,10 @@ def test_tags_in_pinfo_psort_and_timesketch_jsonl(tagged, tmp_path: Path) -> Non
     for label, number in counts.items():
         assert stored[label] == number
     out = tmp_path / "timesketch.jsonl"
-    done = run(script("psort"), "-o", "json_line", "-w", str(out), str(copy))
+    log = str(tmp_path / "psort.log.gz")
+    done = run(
+        script("psort"), "--logfile", log, "-o", "json_line", "-w", str(out), str(copy)
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     tagged_lines = [
@@ -261,3 +223,38 @@ def test_bad_input(tmp_path: Path, plain_store: Path) -> None:
     assert done.returncode == 2
     assert "bad indicator files" in done.stderr and str(bad) in done.stderr
     assert sha256(copy) == before
+
+
+def _tools_by_file(rows: list[dict[str, Any]], path_of) -> set[tuple[str, str]]:
+    return {
+        (path_of(r), label.removeprefix("tool_"))
+        for r in rows
+        for label in r["labels"] or []
+        if label.startswith("tool_")
+    }
+
+
+def test_three_fronts_compared(traces_images, tagged, front_store) -> None:
+    """toolmarks scan, toolmarks log2timeline and plain log2timeline + toolmarks
+    tag on one image: which tool each names in which file. Every difference is
+    a row of the README's table."""
+    result, _ = scan_image(str(traces_images["raw"]), loader.load(), ScanOptions())
+    scan = {(t.source, m.tool) for t in result.traces for m in t.matches}
+
+    def own_path(row: dict[str, Any]) -> str:
+        source = getattr(row["data"], "source_location", None)
+        return source or _path(row)
+
+    front = _tools_by_file(read_store(front_store), own_path)
+    plain = _tools_by_file(read_store(tagged[0]), _path)
+    # Deleted files: plaso hands none to its parsers, hashers or YARA.
+    assert scan - front == {
+        ("/Users/bob/NTUSER.DAT", "dbgview"),
+        ("/Users/bob/NTUSER.DAT", "sdelete"),
+        ("/Windows/Prefetch/SDELETE.EXE-0BADF00D.pf", "sdelete"),
+    }
+    assert front <= scan
+    # A deleted key (PWDumpX's service, in SYSTEM's free cells): toolmarks'
+    # registry parser carves it, plaso's winreg plugins read live keys only.
+    assert front - plain == {("/Windows/System32/config/SYSTEM", "pwdump")}
+    assert plain <= front
