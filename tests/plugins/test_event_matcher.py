@@ -32,6 +32,7 @@ from toolmarks.parsers.eventlog import parse_eventlog
 from toolmarks.parsers.prefetch import parse_prefetch
 from toolmarks.parsers.registry import parse_hive
 from toolmarks.plugins.event_matcher import FILE_STAT, EventMatcher
+from toolmarks.plugins.store import TagStore
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT.parent / "shared" / "test_data" / "real"
@@ -229,10 +230,15 @@ def yara_rules(tmp_path_factory, test_indicators: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def rows(tmp_path_factory, evidence: Path, yara_rules: Path) -> list[Row]:
+def evidence_store(tmp_path_factory, evidence: Path, yara_rules: Path) -> Path:
     store = tmp_path_factory.mktemp("plaso") / "evidence.plaso"
     log2timeline(store, evidence, "--yara_rules", str(yara_rules))
-    return read_rows(store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def rows(evidence_store: Path) -> list[Row]:
+    return read_rows(evidence_store)
 
 
 @pytest.fixture(scope="session")
@@ -706,3 +712,23 @@ def test_path_spec_as_dict(demo_rows: list[Row], shipped) -> None:
         del values["filename"]
         values["path_spec"] = values["path_spec"].CopyToDict()
         assert matcher.match(FILE_STAT, values) == matcher.match(FILE_STAT, row.values)
+
+
+def test_stored_values_match_as_plaso_containers(
+    evidence_store: Path, rows: list[Row], probed
+) -> None:
+    """`toolmarks tag` reads the store's JSON itself (TagStore): its values give
+    the very matches plaso's own containers give."""
+    matcher = EventMatcher(probed)
+
+    def summary(pairs) -> collections.Counter:
+        return collections.Counter(
+            (data_type, tuple(sorted(key(m) for m in matcher.match(data_type, values))))
+            for data_type, values in pairs
+        )
+
+    with TagStore.open(str(evidence_store)) as store:
+        stored = summary((e.data_type, e.values) for e in store.events())
+    containers = summary((row.data_type, row.values) for row in rows)
+    assert stored == containers
+    assert sum(n for (_, found), n in stored.items() if found) > 100

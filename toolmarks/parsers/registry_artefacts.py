@@ -57,7 +57,7 @@ BAM_KEYS = (
     "Services\\dam\\State\\UserSettings",
     "Services\\dam\\UserSettings",
 )
-MUICACHE_SUFFIXES = (".FriendlyAppName", ".ApplicationCompany")
+_MUICACHE_SUFFIXES = (".FriendlyAppName", ".ApplicationCompany")
 _HEX_SHA1 = re.compile(r"[0-9a-f]{40}")
 _DRIVE = re.compile(r"[A-Za-z]:\\")
 # An unquoted program path may hold spaces: up to its extension, then a blank.
@@ -564,19 +564,26 @@ def amcache_file(key: Any, key_path: str, warn: Warn, limit: int) -> list[Entry]
     return entries
 
 
+def muicache_program(name: str) -> str | None:
+    """The program path a MUICache value name stands for; None for the values
+    that name no program (LangID, @resource strings)."""
+    if not name or name == "LangID" or name.startswith("@"):
+        return None
+    for suffix in _MUICACHE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def muicache(key: Any, key_path: str, warn: Warn, limit: int) -> list[Entry]:
     """MUICache: programs the shell showed a name for (value name = path)."""
     written = key_time(key)
     entries: dict[str, Entry] = {}
     for value in values(key, key_path, limit, warn):
         name = value_name(value)
-        if not name or name == "LangID" or name.startswith("@"):
+        path = muicache_program(name)
+        if path is None:
             continue
-        path = name
-        for suffix in MUICACHE_SUFFIXES:
-            if path.endswith(suffix):
-                path = path[: -len(suffix)]
-                break
         # FriendlyAppName and ApplicationCompany of one program are one entry.
         if path.lower() in entries:
             continue

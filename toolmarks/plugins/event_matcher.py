@@ -32,7 +32,6 @@ from toolmarks.parsers import registry_artefacts as artefacts
 from toolmarks.parsers.eventlog import event_data
 from toolmarks.parsers.prefetch import PrefetchInfo, prefetch_matches
 from toolmarks.parsers.registry import HIVE_TYPES, prefilter_of, union
-from toolmarks.parsers.registry_artefacts import MUICACHE_SUFFIXES
 
 # The event of a file itself, made by plaso's filestat parser once per file
 # entry with the file's default data stream: the only file system event whose
@@ -433,13 +432,9 @@ class EventMatcher:
     def _muicache(self, value_tuples: list[Any]) -> list[Match]:
         matches: list[Match] = []
         for name, _, _ in value_tuples:
-            if not name or name == "LangID" or name.startswith("@"):
+            path = artefacts.muicache_program(name)
+            if path is None:
                 continue
-            path = name
-            for suffix in MUICACHE_SUFFIXES:
-                if path.endswith(suffix):
-                    path = path[: -len(suffix)]
-                    break
             for match in self._entry(
                 "muicache", artefacts.path_candidates(path), "values"
             ):
