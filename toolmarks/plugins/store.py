@@ -37,6 +37,8 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, Self
 
+import orjson
+
 SUPPORTED_FORMAT_VERSIONS = (20230327, 20260516)
 STREAM_ATTRIBUTES = ("md5_hash", "sha1_hash", "sha256_hash", "yara_match", "path_spec")
 # pinfo shows the sum of the label counts under this label.
@@ -280,7 +282,7 @@ class TagStore:
         try:
             if self._compressed:
                 data = zlib.decompress(data)
-            values = json.loads(data, object_hook=_json_value)
+            values = _plain(orjson.loads(data))
         except (zlib.error, TypeError, ValueError) as exception:
             raise self._error(
                 f"event data {data_id} cannot be decoded: {exception}"
@@ -310,7 +312,7 @@ class TagStore:
                         continue
                     if name in ("yara_match", "path_spec"):
                         # acstore stores these as JSON text.
-                        value = json.loads(value, object_hook=_json_value)
+                        value = _plain(json.loads(value))
                     values[name] = value
                 streams[row[0]] = values
         except (sqlite3.Error, ValueError) as exception:
@@ -476,15 +478,21 @@ def _tag_copy(
         connection.close()
 
 
-def _json_value(value: dict[str, Any]) -> Any:
+def _plain(value: Any) -> Any:
     """plaso's JSON forms of tuples and bytes as Python values, as its own
     serializer reads them; times and path specs stay dicts."""
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if not isinstance(value, dict):
+        return value
     kind = value.get("__type__")
     if kind == "tuple":
-        return tuple(value.get("values") or ())
+        return tuple(_plain(item) for item in value.get("values") or ())
     if kind == "bytes" and value.get("__encoding__", "base16") == "base16":
         return binascii.a2b_qp(value.get("stream") or "")
-    return value
+    if kind in ("DateTimeValues", "PathSpec"):
+        return value
+    return {key: _plain(item) for key, item in value.items()}
 
 
 def _validated(labels: dict[Any, list[str]]) -> dict[int, list[str]]:
