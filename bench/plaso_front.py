@@ -148,6 +148,7 @@ def main() -> None:
     events = grow(big, args.events)
     tag_copy = work / "big-tag.plaso"
     shutil.copy(big, tag_copy)
+    (work / "big.csv").unlink(missing_ok=True)
     psort_s = timed(
         [
             psort,

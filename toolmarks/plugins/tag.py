@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import gc
 
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.plugins.store import TagStore
@@ -34,16 +33,6 @@ class TagOutcome:
 def tag_store(path: str, compiled: CompiledSet) -> TagOutcome:
     """Tags the store; raises store.StoreError if it cannot be tagged."""
     tagger = Tagger(compiled)
-    # Millions of short-lived values: the cyclic collector would walk them all
-    # again and again (a third of the run); nothing here makes cycles.
-    gc.disable()
-    try:
-        return _tag(path, tagger)
-    finally:
-        gc.enable()
-
-
-def _tag(path: str, tagger: Tagger) -> TagOutcome:
     with TagStore.open(path) as store:
         outcome = TagOutcome(store.format_version)
         wanted: dict[object, list[str]] = {}
