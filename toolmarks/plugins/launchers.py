@@ -66,7 +66,7 @@ def log2timeline_main(argv: list[str] | None = None) -> int:
         return 2
     added: list[str] = []
     rules_path = None
-    listing = any(a.endswith("list") for a in arguments) or _has(arguments, "--info")
+    listing = "list" in arguments or _has(arguments, "--info")
     if not listing and not _has(arguments, "--hashers"):
         compiled = indicator_set.compiled()
         used = [t for t in HASH_TYPES if t != "imphash" and compiled.hashes[t]]
