@@ -32,7 +32,7 @@ from toolmarks.parsers.eventlog import parse_eventlog
 from toolmarks.parsers.prefetch import parse_prefetch
 from toolmarks.parsers.registry import parse_hive
 from toolmarks.plugins.event_matcher import FILE_STAT, EventMatcher
-from toolmarks.plugins.store import TagStore
+from toolmarks.plugins.store import STREAM_ATTRIBUTES, TagStore
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT.parent / "shared" / "test_data" / "real"
@@ -41,7 +41,6 @@ SDELETE_PF = "SDELETE.EXE-D6B20984.pf"
 # MANIFEST.md: sha256 of prefetch/tool_traces/belkasoft_insider_threat/SDELETE…pf
 SDELETE_PF_SHA256 = "0d451a81877b0ac266665f18451ec88aefcab72461d20e722f2695e23183207d"
 PARSERS = "filestat,prefetch,winreg,winevtx"
-STREAM_ATTRIBUTES = ("md5_hash", "sha1_hash", "sha256_hash", "yara_match", "path_spec")
 EXTRA_HASHES = 100_000
 
 # Test-only indicators: event log patterns for the documented PsExec, Sysmon

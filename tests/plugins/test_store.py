@@ -6,6 +6,7 @@ scripts/setup_old_plaso.sh makes), each read back by its own psort and pinfo.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -16,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -482,24 +483,26 @@ sys.stdin.read()
 """
 
 
-def test_refuses_a_store_locked_by_another_process(store: Path) -> None:
+@contextlib.contextmanager
+def holding(script: str, store: Path, ready: str) -> Iterator[subprocess.Popen]:
+    """Another process running `script` on the store until the block ends."""
     holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            LOCK_HOLDER,
-            str(store),
-        ],
+        [sys.executable, "-c", script, str(store)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        message = refused(store, "in use")
-        assert str(holder.pid) in message
+        assert holder.stdout.readline().strip() == ready
+        yield holder
     finally:
         holder.communicate("")
+
+
+def test_refuses_a_store_locked_by_another_process(store: Path) -> None:
+    with holding(LOCK_HOLDER, store, "locked") as holder:
+        message = refused(store, "in use")
+        assert str(holder.pid) in message
 
 
 def test_refuses_a_store_with_a_sqlite_lock(store: Path) -> None:
@@ -513,22 +516,8 @@ def test_refuses_a_store_with_a_sqlite_lock(store: Path) -> None:
 
 
 def test_refuses_a_store_open_for_writing_elsewhere(store: Path) -> None:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            WRITER_HOLDER,
-            str(store),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "open"
+    with holding(WRITER_HOLDER, store, "open") as holder:
         refused(store, f"process {holder.pid} has it open for writing")
-    finally:
-        holder.communicate("")
     # Readers do not count.
     with store.open("rb"), TagStore.open(str(store)):
         pass

@@ -28,6 +28,7 @@ from xml.etree import ElementTree
 from toolmarks.events import Match
 from toolmarks.indicators.compiler import CompiledSet, rule_name
 from toolmarks.indicators.model import Indicator
+from toolmarks.output.plaso_storage import HASH_ATTRIBUTES
 from toolmarks.parsers import registry_artefacts as artefacts
 from toolmarks.parsers.eventlog import event_data
 from toolmarks.parsers.prefetch import PrefetchInfo, prefetch_matches
@@ -45,11 +46,6 @@ FILE_SYSTEM_TYPES = frozenset(
 PREFETCH = "windows:prefetch:execution"
 EVTX = "windows:evtx:record"
 REGISTRY_PREFIX = "windows:registry:"
-HASH_ATTRIBUTES = (
-    ("md5", "md5_hash"),
-    ("sha1", "sha1_hash"),
-    ("sha256", "sha256_hash"),
-)
 
 # Registry events plaso makes per entry rather than per key: a key indicator
 # on their key would tag every entry, where toolmarks makes one key trace.
@@ -250,7 +246,7 @@ class EventMatcher:
             matches += self._names([_windows_path(path)], field="filename")
         matches += self._hashes(
             (hash_type, field, values.get(field))
-            for hash_type, field in HASH_ATTRIBUTES
+            for hash_type, field in HASH_ATTRIBUTES.items()
         )
         rules = values.get("yara_match") or []
         if isinstance(rules, str):  # older plaso versions join them with commas

@@ -16,9 +16,9 @@ from plaso.containers import events as plaso_events
 from toolmarks.events import Match, labels
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.plugins.event_matcher import EventMatcher
+from toolmarks.plugins.store import STREAM_ATTRIBUTES
 
 OWN_PREFIX = "toolmarks:"
-STREAM_ATTRIBUTES = ("md5_hash", "sha1_hash", "sha256_hash", "yara_match", "path_spec")
 
 
 class Tagger:
