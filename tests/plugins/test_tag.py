@@ -8,6 +8,7 @@ import collections
 import hashlib
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,35 @@ def test_twice_adds_nothing(tagged, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "0 newly tagged" in done.stdout
     assert sha256(copy) == before
+
+
+def test_shares_read_in_several_processes_tag_the_same(
+    plain_store, tagged, tmp_path: Path, monkeypatch
+) -> None:
+    """The event data cut into three shares, two of them read by forked
+    workers: the same tags, byte for byte, as one process."""
+    from toolmarks.indicators.compiler import compile_set
+    from toolmarks.plugins import tag
+
+    store, _ = tagged
+    copy = tmp_path / "shared.plaso"
+    shutil.copy(plain_store, copy)
+    monkeypatch.setattr(tag, "_MIN_SHARE", 1)
+    outcome = tag.tag_store(str(copy), compile_set(loader.load([])), workers=3)
+    assert outcome.tagged == outcome.newly_tagged > 0
+
+    def tag_rows(path: Path) -> list[tuple]:
+        connection = sqlite3.connect(path)
+        rows = connection.execute(
+            "SELECT * FROM event_tag ORDER BY _identifier"
+        ).fetchall()
+        rows += connection.execute(
+            "SELECT * FROM event_label_count ORDER BY _identifier"
+        ).fetchall()
+        connection.close()
+        return rows
+
+    assert tag_rows(copy) == tag_rows(store)
 
 
 def test_psort_analysis_tags_the_same(plain_store, tagged, tmp_path: Path) -> None:

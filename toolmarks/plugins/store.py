@@ -68,11 +68,9 @@ _CREATE_EVENT_LABEL_COUNT = (
     "AUTOINCREMENT, label TEXT, number_of_events INTEGER)"
 )
 
-# One query for every event with its event data: the event data row is found by
-# its rowid, which is the number in the event's "event_data.<n>" reference.
-_EVENTS_QUERY = f"""
-SELECT e._identifier, e._event_data_identifier, e.timestamp, e.timestamp_desc,
-       d._identifier, d._data
+# Every event with its event data: the event data row is found by its rowid,
+# which is the number in the event's "event_data.<n>" reference.
+_DATA_JOIN = f"""
 FROM event AS e LEFT JOIN event_data AS d
   ON substr(e._event_data_identifier, 1, {len(_EVENT_DATA_PREFIX)})
      = '{_EVENT_DATA_PREFIX}'
@@ -81,6 +79,13 @@ FROM event AS e LEFT JOIN event_data AS d
             AS INTEGER)
 ORDER BY e._identifier
 """
+_EVENTS_QUERY = (
+    "SELECT e._identifier, e._event_data_identifier, e.timestamp, "
+    "e.timestamp_desc, d._identifier, d._data" + _DATA_JOIN
+)
+_LINKS_QUERY = (
+    "SELECT e._identifier, e._event_data_identifier, d._identifier" + _DATA_JOIN
+)
 
 
 class StoreError(Exception):
@@ -198,19 +203,16 @@ class TagStore:
             return
         decoded_id: int | None = None
         decoded: tuple[str, str | None, dict[str, Any]] = ("", None, {})
-        try:
-            # Its own cursor: a query of the caller's between two events must
-            # not end this one.
-            rows = connection.cursor().execute(_EVENTS_QUERY)
-        except sqlite3.Error as exception:
-            raise self._error(f"cannot read its events: {exception}") from exception
-        for row in rows:
-            identifier, reference, timestamp, description, data_id, data = row
+        for (
+            identifier,
+            reference,
+            timestamp,
+            description,
+            data_id,
+            data,
+        ) in self._event_rows(connection, _EVENTS_QUERY):
             if data_id is None:
-                raise self._error(
-                    f"event {identifier} refers to event data {reference!r}, "
-                    "which is not stored"
-                )
+                raise self._missing_data(identifier, reference)
             # plaso stores one event data for the several times of a file or
             # record, one after another: decode it once for all its events.
             if data_id != decoded_id:
@@ -227,6 +229,63 @@ class TagStore:
                 values=dict(values),
                 labels=list(tag.labels) if tag else [],
             )
+
+    def event_data_range(self) -> tuple[int, int] | None:
+        """The lowest and highest event data row ids; None if there is none."""
+        connection = self._open_connection()
+        if not _has_table(connection, "event_data"):
+            return None
+        low, high = connection.execute(
+            "SELECT MIN(_identifier), MAX(_identifier) FROM event_data"
+        ).fetchone()
+        return None if low is None else (low, high)
+
+    def event_data(
+        self, first: int, last: int
+    ) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """(row id, data type, values) of the event data with row ids first to
+        last, values as in StoredEvent, each decoded once: events() without the
+        events, for reading shares of the store in several processes."""
+        connection = self._open_connection()
+        streams = self._streams(connection)
+        rows = self._event_rows(
+            connection,
+            "SELECT _identifier, _data FROM event_data "
+            "WHERE _identifier BETWEEN ? AND ? ORDER BY _identifier",
+            (first, last),
+        )
+        for data_id, data in rows:
+            data_type, _, values = self._decode_event_data(data_id, data, streams)
+            yield data_id, data_type, values
+
+    def event_links(self) -> Iterator[tuple[int, int]]:
+        """(event row id, event data row id) of every event, in storage order."""
+        connection = self._open_connection()
+        if not _has_table(connection, "event"):
+            return
+        for identifier, reference, data_id in self._event_rows(
+            connection, _LINKS_QUERY
+        ):
+            if data_id is None:
+                raise self._missing_data(identifier, reference)
+            yield identifier, data_id
+
+    def labels(self) -> dict[int, list[str]]:
+        """The labels of every tagged event, by event row id."""
+        return {
+            identifier: list(tag.labels)
+            for identifier, tag in self._tags(self._open_connection()).items()
+        }
+
+    def reader(self) -> TagStore:
+        """Another read-only handle on this checked store, for a forked
+        process: a SQLite connection must not be used across a fork."""
+        return TagStore(
+            self.path,
+            _connect_read_only(self.path),
+            self.format_version,
+            self._compressed,
+        )
 
     def write_tags(self, labels: dict[Any, list[str]]) -> dict[str, int]:
         """Adds the labels to the events; returns per new label its events.
@@ -275,6 +334,22 @@ class TagStore:
 
     def _error(self, what: str) -> StoreError:
         return StoreError(f"{self.path}: {what}")
+
+    def _event_rows(
+        self, connection: sqlite3.Connection, query: str, parameters: tuple = ()
+    ) -> Iterator[tuple]:
+        try:
+            # Its own cursor: a query of the caller's between two rows must
+            # not end this one.
+            yield from connection.cursor().execute(query, parameters)
+        except sqlite3.Error as exception:
+            raise self._error(f"cannot read its events: {exception}") from exception
+
+    def _missing_data(self, identifier: int, reference: str) -> StoreError:
+        return self._error(
+            f"event {identifier} refers to event data {reference!r}, "
+            "which is not stored"
+        )
 
     def _decode_event_data(
         self, data_id: int, data: bytes | str, streams: dict[int, dict[str, Any]]
