@@ -95,8 +95,11 @@ def windows_path(item: FileItem) -> str:
 
 
 def artefact_parser(item: FileItem) -> manager.ParserDefinition | None:
-    """The registered parser that takes this item, or None."""
-    return None if item.stream else manager.parser_for(item.path)
+    """The registered parser that takes this item, or None; a stream is taken
+    by its path as `<file path>:<stream name>` (the USN journal's `$J`)."""
+    return manager.parser_for(
+        f"{item.path}:{item.stream}" if item.stream else item.path
+    )
 
 
 def not_read(item: FileItem, options: ScanOptions) -> str | None:
@@ -172,6 +175,10 @@ class Scanner:
             result.count("reallocated_entries_not_content_scanned")
         elif skip == "metadata":
             result.count("metadata_files_not_content_scanned")
+            # Not string-scanned, but a parser may read it (the USN journal).
+            parser = artefact_parser(item) if self.options.artefacts else None
+            if parser:
+                self._parse_artefact(parser, item, None, result)
         elif skip == "cap":
             result.skipped.append(
                 {
@@ -274,7 +281,13 @@ class Scanner:
         result: UnitResult,
     ) -> None:
         started = time.perf_counter()
-        stream = io.BytesIO(data) if data is not None else item.open()
+        try:
+            stream = io.BytesIO(data) if data is not None else item.open()
+        except OSError as error:
+            result.unreadable.append(
+                {"location": item.display_path, "problem": str(error)}
+            )
+            return
         source = item.display_path
         name = item.path.rsplit("/", 1)[-1]
         parsed = parser.parse(stream, source, self.compiled, name)

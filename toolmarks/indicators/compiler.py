@@ -19,6 +19,7 @@ try:
 except ImportError:  # YARA alone does the job, more slowly
     hyperscan = None
 
+from toolmarks.indicators.commandline import commands
 from toolmarks.indicators.model import HASH_TYPES, Indicator, IndicatorSet
 
 RULE_PREFIX = "toolmarks_"
@@ -178,6 +179,17 @@ class StringMatcher:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class CommandLineHit:
+    """A command-line indicator met by one program of a command line."""
+
+    indicator: Indicator
+    value: str  # that program's command as written: program and arguments
+    # For Match.of: the program as written, the wrappers it ran through
+    # ("cmd.exe"), the arguments text the indicator's `arguments` matched.
+    detail: dict[str, str]
+
+
 class CompiledSet:
     """The matchers of one indicator set."""
 
@@ -222,6 +234,16 @@ class CompiledSet:
                 self.eventlog[key].append(
                     RegexIndicator(ind, None, data=_compile(ind.fields["pattern"]))
                 )
+
+        self.commandline = [
+            RegexIndicator(
+                ind,
+                _compile(ind.fields["program"]),
+                data=_compile(ind.fields.get("arguments")),
+            )
+            for ind in indicator_set.indicators("commandline")
+        ]
+        self._any_program = _any_of([item.main for item in self.commandline])
 
     @functools.cached_property
     def yara_source(self) -> str:
@@ -295,6 +317,40 @@ class CompiledSet:
             if text is not None and item.data.search(text):
                 hits.append((item.indicator, name, text))
         return hits
+
+    def match_commandline(self, command_line: str) -> list[CommandLineHit]:
+        """Command-line indicators met by the programs the command line runs."""
+        if self._any_program is None:
+            return []
+        hits = []
+        for command in commands(command_line):
+            name = command.name
+            if not self._any_program.fullmatch(name):
+                continue
+            for item in self.commandline:
+                if not item.main.fullmatch(name):
+                    continue
+                detail = {"program": command.program}
+                if command.via:
+                    detail["via"] = " > ".join(command.via)
+                if item.data is not None:
+                    found = item.data.search(command.arguments)
+                    if not found:
+                        continue
+                    detail["arguments"] = found.group(0).strip()
+                hits.append(CommandLineHit(item.indicator, command.text, detail))
+        return hits
+
+
+def _any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One case-insensitive alternation of the patterns, to rule out fast."""
+    if not patterns:
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.IGNORECASE)
+    except re.error:
+        # A regex with global inline flags cannot be nested; rule nothing out.
+        return re.compile(".*", re.DOTALL)
 
 
 def compile_set(indicator_set: IndicatorSet) -> CompiledSet:

@@ -41,6 +41,7 @@ _REGEX_FIELDS = {
     "registry": ("key", "value", "data"),
     "prefetch": ("executable", "referenced"),
     "eventlog": ("pattern",),
+    "commandline": ("program", "arguments"),
 }
 
 

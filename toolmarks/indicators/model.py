@@ -9,13 +9,22 @@ import re
 from typing import Any
 
 # The sections of an indicator file, in file order, and the match kind each gives.
-SECTIONS = ("hashes", "strings", "filenames", "registry", "prefetch", "eventlog")
+SECTIONS = (
+    "hashes",
+    "strings",
+    "filenames",
+    "registry",
+    "prefetch",
+    "eventlog",
+    "commandline",
+)
 SECTION_KIND = {
     "strings": "string",
     "filenames": "filename",
     "registry": "registry",
     "prefetch": "prefetch",
     "eventlog": "eventlog",
+    "commandline": "commandline",
 }
 HASH_TYPES = ("md5", "sha1", "sha256", "imphash")
 HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "imphash": 32}
@@ -67,6 +76,8 @@ class Indicator:
     def value(self) -> str:
         """The value an examiner reads: the hash, string, regex or pattern."""
         f = self.fields
+        if self.section == "commandline":
+            return f"{f['program']} {f.get('arguments', '')}".strip()
         for name in ("value", "regex", "executable", "referenced", "pattern", "key"):
             if name in f:
                 return str(f[name])

@@ -46,7 +46,8 @@ class ParserDefinition:
     # Sections of the indicator set it matches against.
     indicator_sections: tuple[str, ...] = ()
     # The file entries it parses: a regex searched in the entry's path within
-    # its volume ("/"-separated); None for producers not fed by file entries.
+    # its volume ("/"-separated; a named stream's as "<path>:<stream>"); None
+    # for producers not fed by file entries.
     paths: re.Pattern[str] | None = None
     # (offset, bytes) signatures plaso's signature scanner recognises it by.
     signatures: tuple[tuple[int, bytes], ...] = ()
