@@ -2,7 +2,12 @@
 
 Facts from its MANIFEST.md: record counts; aptsimulator/System.evtx holds 7
 PsExec service installs (event 7045, records 457-462 and 469) and simulated
-WCESERVICE events 100/101 (records 466/467) written by eventcreate.
+WCESERVICE events 100/101 (records 466/467) written by eventcreate; the Atomic
+Red Team Sysmon log holds process creations of `cmd.exe /c "sdelete.exe
+C:\\some\\file.txt"` (record 81), `cmd.exe /c "gsecdump -a"` (542) and
+`cmd.exe /c "wce -o output.txt"` (544), and no process record of the tools
+themselves; the APTSimulator Sysmon log's tools (PsExec as p.exe, nbtscan,
+mimikatz scheduled by at and schtasks) are none of ours.
 """
 
 from __future__ import annotations
@@ -29,6 +34,13 @@ LOGS = [
     ("gpl-3.0/sysmon_10_lsass_mimikatz_sekurlsa_logonpasswords.evtx", 1, 23),
 ]
 PSEXEC_INSTALLS = [457, 458, 459, 460, 461, 462, 469]
+ART = "gpl-3.0/PanacheSysmon_vs_AtomicRedTeam01.evtx"
+# MANIFEST: record id -> the tool, the command cmd.exe ran.
+ART_ATTEMPTS = {
+    81: ("sdelete", "sdelete.exe C:\\some\\file.txt"),
+    542: ("gsecdump", "gsecdump -a"),
+    544: ("wce", "wce -o output.txt"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +66,143 @@ def test_real_logs_have_no_trace_of_a_seed_tool(
 ) -> None:
     result = parse((real_data / "evtx" / name).read_bytes(), compiled)
     assert (result.records, result.recovered_records) == (records, recovered)
-    assert result.traces == []
+    if name != ART:
+        assert result.traces == []
     assert not any("internal error" in w for w in result.warnings)
+
+
+def sysmon_record(real_data: Path, number: int) -> dict[str, str]:
+    """A record's fields read with pyevtx alone, not through our parser."""
+    import pyevtx
+
+    log = pyevtx.file()
+    log.open(str(real_data / "evtx" / ART))
+    try:
+        for index in range(log.number_of_records):
+            record = log.get_record(index)
+            if record.identifier == number:
+                return eventlog.event_data(record.xml_string)
+    finally:
+        log.close()
+    raise KeyError(number)
+
+
+def test_atomic_red_team_attempts_via_cmd(real_data: Path, compiled) -> None:
+    result = parse((real_data / "evtx" / ART).read_bytes(), compiled)
+    by_record = {t.attributes["record_number"]: t for t in result.traces}
+    # The recovered copies of records 542 and 544 in the log's free space are
+    # the same records: one event each.
+    assert sorted(by_record) == sorted(ART_ATTEMPTS) == [81, 542, 544]
+    assert len(result.traces) == 3
+    for number, (tool, command) in ART_ATTEMPTS.items():
+        trace = by_record[number]
+        fields = sysmon_record(real_data, number)
+        attributes = trace.attributes
+        assert (attributes["channel"], attributes["event_id"]) == (
+            "Microsoft-Windows-Sysmon/Operational",
+            1,
+        )
+        assert attributes["command_line"] == fields["CommandLine"]
+        assert fields["CommandLine"].endswith(f'/c "{command}"')
+        assert attributes["image"] == fields["Image"]
+        assert fields["Image"].lower().endswith("\\cmd.exe")
+        assert attributes["parent_image"] == fields["ParentImage"]
+        assert attributes["execution"] == (
+            "attempted via cmd.exe; the tool's own process record is absent in this log"
+        )
+        assert {m.tool for m in trace.matches} == {tool}
+        program = trace.matches[0]
+        assert program.indicator == f"{tool}.commandline.program"
+        assert (program.kind, program.value) == ("commandline", command)
+        assert dict(program.detail) == {
+            "field": "CommandLine",
+            "program": command.split()[0],
+            "via": "cmd.exe",
+        }
+        assert trace.timestamp is not None
+
+
+def test_the_tools_own_process_record_makes_it_a_run(
+    real_data: Path, compiled, scenario_builder
+) -> None:
+    """vssadmin.exe renamed gsecdump.exe: record 68, vssadmin's own process
+    record, becomes gsecdump's; the attempt of record 542 is no longer alone,
+    and the image itself matches."""
+    data = (real_data / "evtx" / ART).read_bytes()
+    old, new = "vssadmin.exe".encode("utf-16-le"), "gsecdump.exe".encode("utf-16-le")
+    assert old in data
+    planted = scenario_builder.fix_evtx_checksums(data.replace(old, new))
+    result = parse(planted, compiled)
+    by_record = {t.attributes["record_number"]: t for t in result.traces}
+    assert "present in this log" in by_record[542].attributes["execution"]
+    assert "absent in this log" in by_record[544].attributes["execution"]
+    own = by_record[68]
+    assert own.attributes["image"].lower().endswith("\\gsecdump.exe")
+    assert "execution" not in own.attributes
+    assert {m.indicator for m in own.matches} >= {
+        "gsecdump.filename.exe",
+        "gsecdump.commandline.program",
+    }
+
+
+@pytest.mark.parametrize(
+    ("channel", "event_id", "fields", "expected"),
+    [
+        (  # Security 4688 of a renamed-path WCE with its cleartext switch
+            "Security",
+            4688,
+            {
+                "NewProcessName": "C:\\Users\\bob\\AppData\\Local\\Temp\\wce.exe",
+                "CommandLine": "wce.exe -w",
+                "ParentProcessName": "C:\\Windows\\System32\\cmd.exe",
+            },
+            {
+                "wce.filename.exe",
+                "wce.commandline.program",
+                "wce.commandline.cleartext",
+            },
+        ),
+        (  # Security 4697: WCE's service as JPCERT documents it
+            "Security",
+            4697,
+            {"ServiceName": "WCESERVICE", "ServiceFileName": "C:\\tmp\\wce.exe -S"},
+            {"wce.filename.exe", "wce.commandline.program", "wce.commandline.service"},
+        ),
+        (  # Sysmon 7: an image load by WCE's imphash (Sigma's list)
+            "Microsoft-Windows-Sysmon/Operational",
+            7,
+            {
+                "ImageLoaded": "C:\\x\\a.exe",
+                "Hashes": "SHA1=00,MD5=00,IMPHASH=136F0A8572C058A96436C82E541E4C41",
+            },
+            {"wce.imphash.sigma_1"},
+        ),
+        (  # Sysmon 1 of a PE whose original name is SDelete's, renamed on disk
+            "Microsoft-Windows-Sysmon/Operational",
+            1,
+            {
+                "Image": "C:\\Users\\Public\\svc.exe",
+                "OriginalFileName": "sdelete.exe",
+                "CommandLine": "svc.exe -accepteula -p 3 C:\\secret.docx",
+            },
+            {"sdelete.filename.exe"},
+        ),
+        (  # decoys: names that contain a tool's name, SDelete's help
+            "Microsoft-Windows-Sysmon/Operational",
+            1,
+            {
+                "Image": "C:\\Users\\bob\\wce.exe.txt",
+                "OriginalFileName": "owce.exe",
+                "CommandLine": "notepad.exe wce.exe -w & sdeleter -z",
+            },
+            set(),
+        ),
+    ],
+    ids=["4688", "4697", "sysmon7-imphash", "sysmon1-original-name", "decoys"],
+)
+def test_process_records(compiled, channel, event_id, fields, expected) -> None:
+    matches = eventlog.record_matches(channel, event_id, "", fields, compiled)
+    assert {m.indicator for m in matches} == expected
 
 
 def test_simulated_wce_events_are_not_a_service_install(real_data: Path) -> None:

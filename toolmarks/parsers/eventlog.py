@@ -2,9 +2,13 @@
 
 libevtx (pyevtx) reads the records, and the recovered ones a dirty or cut log
 still holds in its free space. Only records whose channel and event ID some
-indicator names are turned into XML; their EventData (or UserData) fields are
-matched against the indicators' field patterns, and each matching record becomes
-one Trace at its TimeCreated. Bad input never raises: it ends as a warning.
+indicator names, or that record a process, driver, image or service start
+(PROCESS_RECORDS), are turned into XML. Their EventData (or UserData) fields are
+matched against the indicators' field patterns; a process record's program
+paths, names and hashes against every tool's filename and hash indicators and
+its command line against the commandline indicators. Each matching record
+becomes one Trace at its TimeCreated. Bad input never raises: it ends as a
+warning.
 """
 
 from __future__ import annotations
@@ -18,12 +22,55 @@ import pyevtx
 from dfdatetime import filetime as dfdatetime_filetime
 
 from toolmarks.events import NOT_A_TIME, Match, Trace
+from toolmarks.indicators.commandline import commands
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.parsers import manager
 
 DATA_TYPE = "toolmarks:eventlog:trace"
 
 DESC_CREATION = "Creation Time"
+SYSMON = "microsoft-windows-sysmon/operational"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessFields:
+    """Where a record names the program it starts or loads."""
+
+    paths: tuple[str, ...] = ()  # program paths: filename indicators
+    names: tuple[str, ...] = ()  # PE original file names: filename indicators
+    command_lines: tuple[str, ...] = ()  # commandline indicators
+    hashes: str | None = None  # Sysmon's "MD5=…,SHA256=…,IMPHASH=…"
+    parent: str | None = None  # reported, not matched
+    starts_process: bool = False  # its program's own process record
+
+
+# (lower-case channel, event ID) -> fields. Sysmon 1 process creation, 6 driver
+# and 7 image loads; Security 4688 process creation and 4697 service installs;
+# System 7045 service installs (its ImagePath is a command line).
+PROCESS_RECORDS = {
+    (SYSMON, 1): ProcessFields(
+        ("Image",),
+        ("OriginalFileName",),
+        ("CommandLine",),
+        "Hashes",
+        "ParentImage",
+        starts_process=True,
+    ),
+    (SYSMON, 6): ProcessFields(("ImageLoaded",), hashes="Hashes"),
+    (SYSMON, 7): ProcessFields(
+        ("ImageLoaded",), ("OriginalFileName",), hashes="Hashes"
+    ),
+    ("security", 4688): ProcessFields(
+        ("NewProcessName",),
+        (),
+        ("CommandLine",),
+        parent="ParentProcessName",
+        starts_process=True,
+    ),
+    ("security", 4697): ProcessFields(command_lines=("ServiceFileName",)),
+    ("system", 7045): ProcessFields(command_lines=("ImagePath",)),
+}
+_NT_PREFIXES = ("\\??\\", "\\\\?\\")
 _NAMESPACE = "{http://schemas.microsoft.com/win/2004/08/events/event}"
 _MAX_ERROR_TEXT = 400
 
@@ -66,6 +113,8 @@ def _parse_into(
     except Exception as error:  # noqa: BLE001
         result.warn(f"libevtx cannot open it: {_describe(error)}")
         return
+    programs: set[str] = set()  # file names of every process record's program
+    live: set[tuple[int, str, int | None]] = set()  # matched live records
     try:
         result.records = evtx_file.number_of_records
         result.recovered_records = evtx_file.number_of_recovered_records
@@ -76,13 +125,22 @@ def _parse_into(
             failed, first_error = 0, ""
             for index in range(count):
                 try:
-                    trace = _match(get(index), recovered, compiled, result.source)
+                    trace = _match(
+                        get(index), recovered, compiled, result.source, programs
+                    )
                 except Exception as error:  # noqa: BLE001 - a damaged record
                     failed += 1
                     first_error = first_error or f"{index}: {_describe(error)}"
                     continue
-                if trace is not None:
-                    result.traces.append(trace)
+                if trace is None:
+                    continue
+                number = trace.attributes["record_number"]
+                if not recovered:
+                    live.add((number, trace.timestamp_desc, _time(trace)))
+                elif (number, trace.timestamp_desc, _time(trace)) in live:
+                    # A copy of a live record left in free space.
+                    continue
+                result.traces.append(trace)
             if failed:
                 kind = "recovered records" if recovered else "records"
                 result.warn(
@@ -90,37 +148,146 @@ def _parse_into(
                 )
     finally:
         evtx_file.close()
+    _mark_attempts(result.traces, programs)
 
 
 def _match(
-    record: Any, recovered: bool, compiled: CompiledSet, source: str
+    record: Any,
+    recovered: bool,
+    compiled: CompiledSet,
+    source: str,
+    programs: set[str],
 ) -> Trace | None:
     channel = record.channel_name or ""
     event_id = record.event_identifier
-    if (channel.lower(), event_id) not in compiled.eventlog:
+    key = (channel.lower(), event_id)
+    process = PROCESS_RECORDS.get(key)
+    if process is None and key not in compiled.eventlog:
         return None
     fields = event_data(record.xml_string)
+    if process is not None and process.starts_process:
+        for name in process.paths:
+            programs.add(
+                windows_path(fields.get(name) or "").rsplit("\\", 1)[-1].lower()
+            )
     provider = record.source_name or ""
-    hits = compiled.match_eventlog(channel, event_id, fields, provider)
-    if not hits:
+    matches = record_matches(channel, event_id, provider, fields, compiled)
+    if not matches:
         return None
     created = record.get_creation_time_as_integer()
+    attributes = {
+        "channel": channel,
+        "provider": provider,
+        "event_id": event_id,
+        "record_number": record.identifier,
+        "recovered": recovered,
+        "computer_name": record.computer_name,
+        "event_data": fields,
+    }
+    if process is not None:
+        for name in (*process.paths, *process.command_lines, process.parent):
+            if name and fields.get(name):
+                attributes[_ATTRIBUTE_NAMES.get(name, "command_line")] = fields[name]
     return Trace(
         DATA_TYPE,
         dfdatetime_filetime.Filetime(timestamp=created) if created else None,
         DESC_CREATION if created else NOT_A_TIME,
         source,
-        [Match.of(indicator, text, field=name) for indicator, name, text in hits],
-        {
-            "channel": channel,
-            "provider": provider,
-            "event_id": event_id,
-            "record_number": record.identifier,
-            "recovered": recovered,
-            "computer_name": record.computer_name,
-            "event_data": fields,
-        },
+        matches,
+        attributes,
     )
+
+
+def record_matches(
+    channel: str,
+    event_id: int,
+    provider: str,
+    fields: dict[str, str],
+    compiled: CompiledSet,
+    **detail: Any,
+) -> list[Match]:
+    """The matches of one record's fields: the indicators that name its channel
+    and event ID, and for a process record its programs, hashes and command
+    lines; one match per indicator, the first field that met it."""
+    matches: dict[str, Match] = {}
+
+    def add(match: Match) -> None:
+        matches.setdefault(match.indicator, match)
+
+    for indicator, name, text in compiled.match_eventlog(
+        channel, event_id, fields, provider
+    ):
+        add(Match.of(indicator, text, field=name, **detail))
+    process = PROCESS_RECORDS.get((channel.lower(), event_id))
+    if process is None:
+        return list(matches.values())
+    for name in (*process.paths, *process.names):
+        text = fields.get(name)
+        if text and text != "-":
+            for indicator in compiled.filenames.match(windows_path(text)):
+                add(Match.of(indicator, text, field=name, **detail))
+    for name in process.command_lines:
+        text = fields.get(name)
+        if not text:
+            continue
+        # A service's command line names its program's path (4697, 7045).
+        program = commands(text)[:1]
+        for indicator in compiled.filenames.match(
+            windows_path(program[0].program) if program else ""
+        ):
+            add(Match.of(indicator, program[0].program, field=name, **detail))
+        for hit in compiled.match_commandline(text):
+            add(Match.of(hit.indicator, hit.value, field=name, **hit.detail, **detail))
+    if process.hashes:
+        for hash_type, value in _hashes(fields.get(process.hashes) or ""):
+            for indicator in compiled.match_hash(hash_type, value):
+                add(Match.of(indicator, value, field=process.hashes, **detail))
+    return list(matches.values())
+
+
+def windows_path(text: str) -> str:
+    r"""A program path as filename indicators take it: `\`-separated, no drive,
+    no NT prefix; a bare name gets a leading `\`."""
+    path = text.strip().strip('"')
+    for prefix in _NT_PREFIXES:
+        path = path.removeprefix(prefix)
+    if len(path) >= 2 and path[1] == ":":
+        path = path[2:]
+    return path if path.startswith("\\") else "\\" + path
+
+
+def _hashes(text: str) -> list[tuple[str, str]]:
+    """Sysmon's Hashes field: `SHA1=…,MD5=…,SHA256=…,IMPHASH=…`."""
+    found = []
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        hash_type = name.strip().lower()
+        if hash_type in ("md5", "sha1", "sha256", "imphash") and value.strip():
+            found.append((hash_type, value.strip().lower()))
+    return found
+
+
+def _time(trace: Trace) -> int | None:
+    return trace.timestamp.timestamp if trace.timestamp is not None else None
+
+
+def _mark_attempts(traces: list[Trace], programs: set[str]) -> None:
+    """Says on a command run through a wrapper (cmd.exe /c wce …) whether the
+    log also holds the tool's own process record: without it, the record shows
+    an attempt, not a run."""
+    for trace in traces:
+        for match in trace.matches:
+            detail = dict(match.detail)
+            if match.kind != "commandline" or "via" not in detail:
+                continue
+            name = re.split(r"[\\/]", detail["program"])[-1].lower()
+            names = {name, name + ".exe"}
+            seen = "present" if names & programs else "absent"
+            trace.attributes["execution"] = (
+                f"attempted via {detail['via']}; the tool's own process record is "
+                f"{seen} in this log"
+            )
+            break
 
 
 def event_data(xml_text: str) -> dict[str, str]:
@@ -144,6 +311,15 @@ def event_data(xml_text: str) -> dict[str, str]:
 def _describe(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "…"
+
+
+_ATTRIBUTE_NAMES = {
+    "Image": "image",
+    "NewProcessName": "image",
+    "ImageLoaded": "image_loaded",
+    "ParentImage": "parent_image",
+    "ParentProcessName": "parent_image",
+}
 
 
 manager.register(

@@ -15,7 +15,8 @@ Per data type family:
   and the execution artefacts (services, ShimCache, Amcache, BAM, UserAssist,
   MUICache, RunMRU) by filename and SHA-1 indicators as the registry parser
   matches them;
-- windows:evtx:record: the event log parser's EventData matching.
+- windows:evtx:record: the event log parser's matching (indicator fields; the
+  programs, hashes and command lines of process, image and service records).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from toolmarks.indicators.compiler import CompiledSet, rule_name
 from toolmarks.indicators.model import Indicator
 from toolmarks.output.plaso_storage import HASH_ATTRIBUTES
 from toolmarks.parsers import registry_artefacts as artefacts
-from toolmarks.parsers.eventlog import event_data
+from toolmarks.parsers.eventlog import PROCESS_RECORDS, event_data, record_matches
 from toolmarks.parsers.prefetch import PrefetchInfo, prefetch_matches
 from toolmarks.parsers.registry import HIVE_TYPES, prefilter_of, union
 
@@ -177,7 +178,9 @@ class EventMatcher:
             rule_name(ind.id): ind
             for ind in compiled.indicator_set.indicators("strings")
         }
-        self._event_ids = {event_id for _, event_id in compiled.eventlog}
+        self._event_ids = {
+            event_id for _, event_id in (*compiled.eventlog, *PROCESS_RECORDS)
+        }
         self._registry_filter = {
             hive: prefilter_of(items)
             for hive, items in compiled.registry.items()
@@ -315,26 +318,23 @@ class EventMatcher:
             return []
         found = _CHANNEL.search(xml)
         channel = found.group(1) if found else ""
-        if (channel.lower(), event_id) not in self.compiled.eventlog:
+        key = (channel.lower(), event_id)
+        if key not in self.compiled.eventlog and key not in PROCESS_RECORDS:
             return []
         try:
             fields = event_data(xml)
         except ElementTree.ParseError:
             return []
-        hits = self.compiled.match_eventlog(
-            channel, event_id, fields, values.get("source_name") or ""
+        return record_matches(
+            channel,
+            event_id,
+            values.get("source_name") or "",
+            fields,
+            self.compiled,
+            channel=channel,
+            event_id=event_id,
+            record_number=values.get("record_number"),
         )
-        return [
-            Match.of(
-                ind,
-                text,
-                field=name,
-                channel=channel,
-                event_id=event_id,
-                record_number=values.get("record_number"),
-            )
-            for ind, name, text in hits
-        ]
 
     # --- registry: execution artefacts ---------------------------------------
 
