@@ -12,6 +12,7 @@ LAYERS = {
     "indicators": 0,
     "evidence": 0,
     "events": 1,
+    "outcome": 1,
     "parsers": 2,
     "output": 3,
     "engine": 3,

@@ -220,7 +220,7 @@ def test_corrupted_mft_entry(tmp_path: Path, workstation_images) -> None:
     problems = [
         u for u in summary(out)["unreadable"] if u["location"] == victim["path"]
     ]
-    assert problems and f"entry {victim['mft_entry']}" in problems[0]["problem"]
+    assert problems and f"entry {victim['mft_entry']}" in problems[0]["message"]
 
 
 def test_unreadable_sectors_at_the_end(tmp_path: Path, workstation_images) -> None:

@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from toolmarks import __version__
 from toolmarks.cli.common import UsageError, add_indicator_options, load_set
 from toolmarks.engine.scan import (
     ScanOptions,
-    UnitResult,
     count_totals,
     default_workers,
-    scan_image,
 )
-from toolmarks.evidence import Evidence, EvidenceError
-from toolmarks.output import report, timeline
+from toolmarks.evidence import EvidenceError
 from toolmarks.output.text import printable
-from toolmarks.parsers import manager
-
-if TYPE_CHECKING:
-    from toolmarks.evidence.verify import Verification
-
-# Damaged streams named in the warning itself; scan.json lists them all.
-DAMAGED_NAMED = 10
 
 
 class Progress:
@@ -117,14 +104,10 @@ def log(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}, default=str), file=sys.stderr)
 
 
-def _media_size(evidence: Evidence) -> int | None:
-    size = evidence.image_info.get("size") or evidence.image_info.get("media_size")
-    return int(size) if size else None
-
-
 def run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    started_at = datetime.datetime.now(datetime.UTC)
+    from toolmarks.engine.run import run_scan
+    from toolmarks.output.writers import write_all
+
     indicator_set = load_set(args)
     outdir = Path(args.output)
     image = Path(args.image)
@@ -144,10 +127,8 @@ def run(args: argparse.Namespace) -> int:
         scan_metadata=args.scan_metadata,
         unallocated=args.unallocated,
     )
-    warnings: list[dict[str, str]] = []
 
     def warn(location: str, message: str) -> None:
-        warnings.append({"location": location, "message": message})
         if args.json_log:
             log("warning", location=location, message=message)
         else:
@@ -156,233 +137,47 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
 
+    mode = "json" if args.json_log else "bar" if sys.stderr.isatty() else "none"
+    progress = Progress(mode)
     try:
-        evidence = Evidence(
-            str(image), partitions=args.partitions, vss=args.vss, warn=warn
+        outcome = run_scan(
+            str(image),
+            indicator_set,
+            options,
+            verify=not args.no_verify,
+            command_line=shlex.join(["toolmarks", *sys.argv[1:]]),
+            warn=warn,
+            progress=progress,
+            started=lambda: progress.start_totals(str(image), options),
         )
     except EvidenceError as error:
         print(f"toolmarks: error: {printable(str(error))}", file=sys.stderr)
         return 2
-    verifier = None
-    if evidence.image_info.get("format") == "ewf" and not args.no_verify:
-        from toolmarks.evidence.verify import EwfVerifier
-
-        verifier = EwfVerifier(str(image))
-    try:
-        image_info = dict(evidence.image_info)
-        mode = "json" if args.json_log else "bar" if sys.stderr.isatty() else "none"
-        progress = Progress(mode)
-        try:
-            result, volumes = scan_image(
-                str(image),
-                indicator_set,
-                options,
-                progress,
-                evidence=evidence,
-                started=lambda: progress.start_totals(str(image), options),
-            )
-        finally:
-            progress.close()
-        if verifier is not None:
-            image_info["verification"] = check_verification(
-                verifier.result(), evidence, result, image_info, warn
-            )
     finally:
-        evidence.close()
-    result.warnings = warnings + result.warnings
-    for item in result.warnings[len(warnings) :] + result.unreadable:
-        text = item.get("message") or item.get("problem")
-        if args.json_log:
-            log("warning", **item)
-        else:
-            print(
-                f"toolmarks: warning: {printable(item['location'])}: "
-                f"{printable(str(text))}",
-                file=sys.stderr,
-            )
-    return write_outputs(
-        args,
-        outdir,
-        image,
-        indicator_set,
-        result,
-        volumes,
-        image_info,
-        started,
-        started_at,
-    )
-
-
-def check_verification(
-    verification: Verification,
-    evidence: Evidence,
-    result: UnitResult,
-    image_info: dict[str, Any],
-    warn: Callable[[str, str], None],
-) -> dict[str, Any]:
-    """The verification summary; a failed one is a warning naming the streams
-    with data on the bad sectors, whose traces are marked `damaged`."""
-    sector = int(image_info.get("bytes_per_sector") or 512)
-    summary = verification.as_dict(sector)
-    image = evidence.image_path
-    if verification.ok is None:
-        warn(image, f"EWF image not verified: {verification.problem}")
-    if verification.ok is not False:
-        return summary
-    message = f"EWF verification failed: {verification.problem}"
-    if verification.bad_sectors:
-        ranges = ", ".join(f"sectors {a}-{b}" for a, b in verification.bad_sectors)
-        try:
-            damaged, notes = evidence.files_on(summary["bad_byte_ranges"])
-        except Exception as error:  # noqa: BLE001 - the scan's results still count
-            damaged, notes = [], [f"files not mapped to the damaged ranges: {error}"]
-        summary["damaged_streams"] = damaged
-        summary["damage_notes"] = notes
-        names = ", ".join(item["location"] for item in damaged[:DAMAGED_NAMED])
-        if len(damaged) > DAMAGED_NAMED:
-            names += f" (+{len(damaged) - DAMAGED_NAMED} more in scan.json)"
-        message += (
-            f"; checksum errors in {ranges} (data read there is zeros or garbage: "
-            "hits and misses in files on them are unreliable); "
-            + (
-                f"streams with data there: {names}"
-                if damaged
-                else "no file has data there"
-            )
-        )
-        by_location = {item["location"]: item for item in damaged}
-        for trace in result.traces:
-            item = by_location.get(trace.source)
-            if item is not None:
-                trace.attributes["damaged"] = (
-                    "bytes "
-                    + ", ".join(f"{a}-{b}" for a, b in item["stream_ranges"])
-                    + " lie on sectors that failed their EWF checksum"
-                )
-    warn(image, message)
-    for note in summary.get("damage_notes", []):
-        warn(image, note)
-    return summary
-
-
-def write_outputs(
-    args,
-    outdir: Path,
-    image: Path,
-    indicator_set,
-    result: UnitResult,
-    volumes,
-    image_info,
-    started: float,
-    started_at,
-) -> int:
-    from toolmarks.output import plaso_storage
-
-    outdir.mkdir(parents=True, exist_ok=True)
-    tools = indicator_set.tools
-    traces = sorted(result.traces, key=timeline.sort_key)
-    command_line = shlex.join(["toolmarks", *sys.argv[1:]])
-    plaso_path = outdir / "timeline.plaso"
-    if plaso_path.exists():
-        plaso_path.unlink()
-    events = plaso_storage.write_plaso(
-        str(plaso_path),
-        traces,
-        tools,
-        source_path=str(image),
-        command_line=command_line,
-        toolmarks_version=__version__,
-        indicator_set_version=indicator_set.version,
-    )
-    timeline.write_jsonl(str(outdir / "timeline.jsonl"), traces, tools)
-    timeline.write_csv(str(outdir / "timeline.csv"), traces, tools)
-    matched = {t.source for t in traces}
-    by_tool: dict[str, set[str]] = {}
-    for trace in traces:
-        for match in trace.matches:
-            by_tool.setdefault(match.tool, set()).add(trace.source)
-    summary = {
-        "toolmarks_version": __version__,
-        "indicator_set": {
-            "version": indicator_set.version,
-            "tools": len(tools),
-            "indicators": len(indicator_set.indicators()),
-            "sources": indicator_set.sources,
-        },
-        "command_line": command_line,
-        "started": started_at.isoformat(),
-        "seconds": round(time.monotonic() - started, 3),
-        "image": {"path": str(image), **image_info},
-        "volumes": [
-            {
-                "label": v.label,
-                "file_system": v.fs_type,
-                "offset": v.offset,
-                "size": v.size,
-            }
-            for v in volumes
-        ],
-        "counts": {
-            "files": result.counts.get("files", 0),
-            "directories": result.counts.get("directories", 0),
-            "bytes": result.counts.get("bytes", 0),
-            "unallocated_bytes": result.counts.get("unallocated_bytes", 0),
-            "matched_locations": len(matched),
-            "events": events,
-            **{
-                f"{parser.name}_files": result.counts.get(f"{parser.name}_files", 0)
-                for parser in manager.file_parsers()
-            },
-            "warnings": len(result.warnings),
-            "unreadable": len(result.unreadable),
-            "skipped": len(result.skipped),
-            "not_checked": len(result.not_checked),
-            "metadata_files_not_content_scanned": result.counts.get(
-                "metadata_files_not_content_scanned", 0
-            ),
-        },
-        "matches_by_tool": {
-            tool: len(sources) for tool, sources in sorted(by_tool.items())
-        },
-        "parser_seconds": {k: round(v, 3) for k, v in result.parser_seconds.items()},
-        "warnings": _unique(result.warnings),
-        "unreadable": result.unreadable,
-        "skipped": result.skipped,
-        "not_checked": result.not_checked,
-        "outputs": [
-            "timeline.plaso",
-            "timeline.jsonl",
-            "timeline.csv",
-            "scan.json",
-            "report.html",
-        ],
-    }
-    (outdir / "scan.json").write_text(
-        json.dumps(summary, indent=2, default=str, ensure_ascii=False) + "\n"
-    )
-    report.write_report(str(outdir / "report.html"), traces, indicator_set, summary)
-    line = (
-        f"toolmarks: {summary['counts']['files']} files, "
-        f"{summary['counts']['bytes'] / 2**20:.1f} MiB in {summary['seconds']} s; "
-        f"{len(matched)} locations matched, {events} events; "
-        f"{len(result.warnings)} warnings, {len(result.unreadable)} unreadable "
-        f"-> {outdir}"
-    )
+        progress.close()
+    write_all(outcome, outdir)
+    counts = outcome.counts
+    matched = len({t.source for t in outcome.traces})
     if args.json_log:
-        log("done", **summary["counts"], outdir=str(outdir))
+        log(
+            "done",
+            files=counts.get("files", 0),
+            bytes=counts.get("bytes", 0),
+            matched_locations=matched,
+            events=len(outcome.traces),
+            **{name: len(notes) for name, notes in outcome.problems.items()},
+            outdir=str(outdir),
+        )
     else:
-        print(line, file=sys.stderr)
+        print(
+            f"toolmarks: {counts.get('files', 0)} files, "
+            f"{counts.get('bytes', 0) / 2**20:.1f} MiB in {outcome.seconds} s; "
+            f"{matched} locations matched, {len(outcome.traces)} events; "
+            f"{len(outcome.warnings)} warnings, {len(outcome.unreadable)} unreadable "
+            f"-> {outdir}",
+            file=sys.stderr,
+        )
     return 0
-
-
-def _unique(items: list[dict[str, str]]) -> list[dict[str, str]]:
-    seen, out = set(), []
-    for item in items:
-        key = tuple(sorted(item.items()))
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-    return out
 
 
 def _size(text: str) -> int:

@@ -183,8 +183,8 @@ class Scanner:
             result.skipped.append(
                 {
                     "location": item.display_path,
-                    "size": item.size,
-                    "reason": f"larger than --max-file-size {self.options.max_file_size}",
+                    "reason": f"{item.size} bytes, larger than --max-file-size "
+                    f"{self.options.max_file_size}",
                 }
             )
         elif skip is None:

@@ -166,12 +166,13 @@ def _location(
 def _problems(summary: dict[str, Any]) -> str:
     out = []
     sections = (
-        ("warnings", "Warnings", ("location", "message")),
-        ("unreadable", "Not readable", ("location", "problem")),
-        ("skipped", "Skipped", ("location", "reason")),
-        ("not_checked", "Checks not done", ("location", "reason")),
+        ("warnings", "Warnings"),
+        ("unreadable", "Not readable"),
+        ("skipped", "Skipped"),
+        ("not_checked", "Checks not done"),
     )
-    for key, title, fields in sections:
+    fields = ("location", "message")
+    for key, title in sections:
         items = summary.get(key) or []
         out.append(f"<h2>{title} ({len(items)})</h2>")
         if items:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dfvfs.lib import definitions as dfvfs_definitions
-from plaso.lib import specification
+from plaso.lib import errors, specification
 from plaso.parsers import interface, presets
 from plaso.parsers import manager as plaso_manager
 
@@ -40,6 +40,9 @@ class ToolmarksParser(interface.FileObjectParser):
         # parsers; the scanner picks by path (see the README's table).
         file_entry = parser_mediator.GetFileEntry()
         location = source_of(file_entry.path_spec)
+        if not definition.signatures and not definition.takes(location):
+            # Without a signature plaso offers every file: take ours by path.
+            raise errors.WrongParser(f"not a {definition.name} file by its path")
         compiled = indicator_set.compiled()
         parsed = definition.parse(
             file_object, location, compiled, parser_mediator.GetFilename() or ""
