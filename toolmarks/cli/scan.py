@@ -106,6 +106,7 @@ def log(event: str, **fields: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from toolmarks.engine.run import run_scan
+    from toolmarks.output.findings import findings, summary_lines
     from toolmarks.output.writers import write_all
 
     indicator_set = load_set(args)
@@ -177,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
             f"-> {outdir}",
             file=sys.stderr,
         )
+        for line in summary_lines(findings(outcome.traces, indicator_set.tools)):
+            print(f"toolmarks: {printable(line)}", file=sys.stderr)
     return 0
 
 

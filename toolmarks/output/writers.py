@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from toolmarks.outcome import ScanOutcome
-from toolmarks.output import plaso_storage, report, summary, timeline
+from toolmarks.output import findings, plaso_storage, report, summary, timeline
 
 Writer = Callable[[ScanOutcome, Path], None]
 
@@ -42,6 +42,15 @@ def _scan_json(outcome: ScanOutcome, path: Path) -> None:
     summary.write_scan_json(outcome, path, list(WRITERS))
 
 
+def _findings(outcome: ScanOutcome, path: Path) -> None:
+    findings.write_findings(
+        path,
+        findings.findings(outcome.traces, outcome.indicator_set.tools),
+        outcome.image,
+        outcome.indicator_set.version,
+    )
+
+
 def _report(outcome: ScanOutcome, path: Path) -> None:
     report.write_report(
         str(path),
@@ -56,6 +65,7 @@ WRITERS: dict[str, Writer] = {
     "timeline.jsonl": _jsonl,
     "timeline.csv": _csv,
     "scan.json": _scan_json,
+    "findings.json": _findings,
     "report.html": _report,
 }
 
