@@ -114,10 +114,17 @@ class FilenameMatcher:
 
     def __init__(self, indicators: list[Indicator]) -> None:
         self._items = []
+        # Regexes with backreferences stand alone: in one alternation their
+        # group numbers would change.
+        self._alone = []
         parts = []
         for ind in indicators:
             case_sensitive = ind.fields.get("case_sensitive", False)
-            self._items.append((ind, _compile(ind.fields["regex"], case_sensitive)))
+            regex = _compile(ind.fields["regex"], case_sensitive)
+            if _BACKREFERENCE.search(ind.fields["regex"]):
+                self._alone.append((ind, regex))
+                continue
+            self._items.append((ind, regex))
             parts.append(f"(?{'' if case_sensitive else 'i'}:{ind.fields['regex']})")
         try:
             self._any = re.compile("|".join(parts)) if parts else None
@@ -127,9 +134,13 @@ class FilenameMatcher:
 
     def match(self, path: str) -> list[Indicator]:
         """Indicators whose regex is found in a `\\`-separated path."""
+        found = [ind for ind, regex in self._alone if regex.search(path)]
         if self._any is None or not self._any.search(path):
-            return []
-        return [ind for ind, regex in self._items if regex.search(path)]
+            return found
+        return [ind for ind, regex in self._items if regex.search(path)] + found
+
+
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 
 
 def _encoded(indicator: Indicator, encoding: str) -> bytes:
