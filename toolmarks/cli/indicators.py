@@ -16,7 +16,7 @@ from toolmarks.indicators import compiler, loader
 from toolmarks.indicators.formats.common import ImportProblem
 from toolmarks.indicators.model import SECTIONS, IndicatorSet
 
-EXPORTS = ("yara", "plaso-tagging", "hashes", "stix2", "json")
+EXPORTS = ("yara", "plaso-tagging", "hashes", "stix2", "misp", "json")
 IMPORTS = ("hashes", "stix2", "misp")
 
 
@@ -83,7 +83,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     # Imported here: stix2 and plaso take a good part of a second to load, which
     # every `toolmarks scan` would pay otherwise.
-    from toolmarks.indicators.formats import hashes, plaso_tagging, stix
+    from toolmarks.indicators.formats import hashes, misp, plaso_tagging, stix
 
     indicator_set = load_set(args)
     exporters: dict[str, Callable[[IndicatorSet], str]] = {
@@ -91,6 +91,7 @@ def _export(args: argparse.Namespace) -> int:
         "plaso-tagging": plaso_tagging.export,
         "hashes": hashes.export,
         "stix2": stix.export,
+        "misp": misp.export,
         "json": lambda s: (
             json.dumps(
                 {"version": s.version, "tools": [t.data for t in s.tools.values()]},

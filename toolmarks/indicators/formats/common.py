@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -81,7 +82,7 @@ class ToolBuilder:
         confidence: str,
         **optional: Any,
     ) -> None:
-        key = (kind, fields.get("value") or fields.get("regex"))
+        key = (section, json.dumps(fields, sort_keys=True))
         if key in self._seen:
             return
         self._seen.add(key)
@@ -132,5 +133,47 @@ class ToolBuilder:
             **optional,
         )
 
+    def add_string(
+        self,
+        value: str,
+        encodings: list[str],
+        nocase: bool = False,
+        fullword: bool = False,
+        indicator_id: str | None = None,
+        source: str | None = None,
+        confidence: str = "primary",
+        **optional: Any,
+    ) -> None:
+        fields: dict[str, Any] = {"value": value, "encodings": encodings}
+        fields.update({"nocase": True} if nocase else {})
+        fields.update({"fullword": True} if fullword else {})
+        self._add(
+            "strings", "string", fields, indicator_id, source, confidence, **optional
+        )
+
+    def add_commandline(
+        self,
+        program: str,
+        arguments: str | None = None,
+        indicator_id: str | None = None,
+        source: str | None = None,
+        confidence: str = "primary",
+        **optional: Any,
+    ) -> None:
+        fields = {"program": program}
+        fields.update({"arguments": arguments} if arguments else {})
+        self._add(
+            "commandline",
+            "commandline",
+            fields,
+            indicator_id,
+            source,
+            confidence,
+            **optional,
+        )
+
     def empty(self) -> bool:
-        return not (self.data.get("hashes") or self.data.get("filenames"))
+        return not any(
+            self.data.get(section)
+            for section in ("hashes", "strings", "filenames", "commandline")
+        )
