@@ -21,6 +21,9 @@ NOT_A_TIME = "Not a time"
 # a deleted stream's clusters that another entry owns now.
 CAVEATS = (("damaged", "DAMAGED"), ("reused_clusters", "CLUSTERS REUSED"))
 
+# The indicator ids of leads (toolmarks.parsers.leads): heuristics, not hits.
+LEAD_PREFIX = "lead."
+
 # A message names this many matches; the `matches` attribute always has them all.
 MESSAGE_MATCHES = 5
 LIST_ITEMS_SHOWN = 3
@@ -72,9 +75,15 @@ class Trace:
 
 
 def labels(matches: list[Match], tools: dict[str, Tool]) -> list[str]:
-    """The documented labels: toolmarks, tool_<id>, stage_<s>, ioc_<kind>, dual_use."""
+    """The documented labels: toolmarks, tool_<id>, stage_<s>, ioc_<kind>,
+    dual_use; a lead's lead_<kind> alone."""
     out = ["toolmarks"]
     for match in matches:
+        if match.indicator.startswith(LEAD_PREFIX):
+            label = "lead_" + match.indicator.removeprefix(LEAD_PREFIX)
+            if label not in out:
+                out.append(label)
+            continue
         tool = tools.get(match.tool)
         for label in tool.labels() if tool else ["toolmarks", f"tool_{match.tool}"]:
             if label not in out:
@@ -94,6 +103,9 @@ def describe_matches(matches: list[Match], tools: dict[str, Tool]) -> str:
 
 
 def _describe(match: Match, tools: dict[str, Tool]) -> str:
+    if match.indicator.startswith(LEAD_PREFIX):
+        reason = dict(match.detail).get("reason", "")
+        return f'{match.indicator} "{match.value}": {reason}'
     tool = tools.get(match.tool)
     title = tool.title if tool else match.tool
     text = f"{title} (tool {match.tool}) indicator {match.indicator}"

@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         max_file_size=args.max_file_size,
         workers=args.workers or default_workers(),
         artefacts=not args.no_artefacts,
+        leads=not args.no_leads,
         scan_metadata=args.scan_metadata,
         unallocated=args.unallocated,
     )
@@ -229,6 +230,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not run the artefact parsers (registry hives, prefetch files, "
         "event logs)",
+    )
+    parser.add_argument(
+        "--no-leads",
+        action="store_true",
+        help="do not raise leads (lead_odd_name, lead_unknown_build, "
+        "lead_missing_program: heuristics apart from indicator hits)",
     )
     parser.add_argument(
         "--scan-metadata",

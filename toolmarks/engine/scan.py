@@ -22,7 +22,7 @@ from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.evidence import Evidence, FileItem, Volume
 from toolmarks.indicators.compiler import CompiledSet, compile_set
 from toolmarks.indicators.model import IndicatorSet
-from toolmarks.parsers import content, manager
+from toolmarks.parsers import content, leads, manager
 from toolmarks.parsers.content import DATA_TYPE_FILE, DATA_TYPE_UNALLOCATED
 
 # Artefacts handed to a parser are held in memory so the parser and the content
@@ -57,6 +57,7 @@ class ScanOptions:
     workers: int = 1
     chunk_size: int = content.CHUNK_SIZE
     artefacts: bool = True  # registry hives and prefetch files
+    leads: bool = True  # odd names, unknown builds, programs gone (parsers.leads)
     scan_metadata: bool = False  # content of NTFS metadata files ($MFT, …)
     unallocated: bool = False  # strings in unallocated clusters (NTFS)
     region_size: int = REGION_SIZE
@@ -130,6 +131,9 @@ class Scanner:
         # Evidence.reused_ranges: which bytes of a deleted stream lie in clusters
         # another entry owns now.
         self._reused = reused
+        # (program path, artefact, its last run) of every program an artefact
+        # says ran, checked against the volume's files at the end of the unit.
+        self.programs: list[tuple[str, str, Any]] = []
 
     def scan_items(
         self,
@@ -194,6 +198,17 @@ class Scanner:
                 self._mark_reused(item, attributes, result.traces[before:])
         if matches:
             result.traces += file_traces(item, matches, attributes)
+        if self.options.leads and skip is None and not item.stream:
+            for lead in leads.file_leads(
+                windows_path(item), matches, self.compiled.tools
+            ):
+                reason = dict(lead.detail)["reason"]
+                result.traces += file_traces(
+                    item,
+                    [lead],
+                    {**attributes, "lead": lead.indicator, "reason": reason},
+                    leads.DATA_TYPE,
+                )
 
     def _mark_reused(
         self, item: FileItem, attributes: dict[str, Any], traces: list[Trace]
@@ -300,13 +315,18 @@ class Scanner:
         for trace in parsed.traces:
             trace.attributes.setdefault("allocated", item.allocated)
             trace.attributes.setdefault("volume", item.volume.label)
+        for program, when in getattr(parsed, "programs", ()):
+            self.programs.append((program, source, when))
         result.traces += parsed.traces
         elapsed = time.perf_counter() - started
         result.parser_seconds[kind] = result.parser_seconds.get(kind, 0.0) + elapsed
 
 
 def file_traces(
-    item: FileItem, matches: list[Match], attributes: dict[str, Any]
+    item: FileItem,
+    matches: list[Match],
+    attributes: dict[str, Any],
+    data_type: str = DATA_TYPE_FILE,
 ) -> list[Trace]:
     """One trace per file system time of a matched file, all with every match."""
     attributes = {
@@ -328,7 +348,7 @@ def file_traces(
         times = [(None, None)]
     return [
         Trace(
-            DATA_TYPE_FILE,
+            data_type,
             timestamp,
             TIME_DESCRIPTIONS.get(name, NOT_A_TIME),
             item.display_path,
@@ -507,8 +527,11 @@ def run_unit(
     try:
         volume = next(v for v in evidence.volumes() if v.label == unit.volume_label)
         scanner = Scanner(compile_set(indicator_set), options, evidence.reused_ranges)
-        items = share(evidence.walk(volume), unit, options)
+        on_disk: set[str] = set()
+        items = share(_noting_paths(evidence.walk(volume), on_disk), unit, options)
         scanner.scan_items(items, result, progress)
+        if options.leads:
+            result.traces += missing_programs(scanner.programs, on_disk, volume)
         if options.unallocated:
             scan_unallocated(
                 evidence, volume, unit, scanner.compiled, options, result, progress
@@ -517,6 +540,48 @@ def run_unit(
         if own:
             evidence.close()
     return result
+
+
+def _noting_paths(items: Iterator[FileItem], on_disk: set[str]) -> Iterator[FileItem]:
+    """The items, each allocated file's path noted (lower case, \\-separated)."""
+    for item in items:
+        if item.allocated and item.is_file and not item.stream:
+            on_disk.add(windows_path(item).lower())
+        yield item
+
+
+def missing_programs(
+    programs: list[tuple[str, str, Any]], on_disk: set[str], volume: Volume
+) -> list[Trace]:
+    """Leads for programs an artefact of this volume says ran from a path of
+    it where no allocated file is now."""
+    traces = []
+    for recorded, source, when in programs:
+        path = leads.program_path(recorded)
+        if path.lower() in on_disk:
+            continue
+        reason = (
+            f"{source} records a run of {recorded}; no allocated file is at "
+            f"{path} on this volume now (deleted, renamed or moved, or on another "
+            "volume)"
+        )
+        lead = leads.lead(leads.MISSING_PROGRAM, path, reason)
+        traces.append(
+            Trace(
+                leads.DATA_TYPE,
+                when,
+                "Last Time Executed" if when is not None else NOT_A_TIME,
+                source,
+                [lead],
+                {
+                    "lead": lead.indicator,
+                    "reason": reason,
+                    "program_path": recorded,
+                    "volume": volume.label,
+                },
+            )
+        )
+    return traces
 
 
 # Set in each worker process by the pool's initializer: queues cannot be task

@@ -20,7 +20,7 @@ from typing import Any
 from toolmarks.events import Trace
 from toolmarks.indicators.model import STAGES_JA, Tool
 from toolmarks.output.timeline import iso_time
-from toolmarks.parsers import content, eventlog, prefetch, registry
+from toolmarks.parsers import content, eventlog, leads, prefetch, registry
 
 SCHEMA = "toolmarks-findings/1"
 
@@ -206,8 +206,10 @@ def findings(traces: Iterable[Trace], tools: dict[str, Tool]) -> list[Finding]:
     """One finding per tool with events, along the seed's stages."""
     by_tool: dict[str, Finding] = {}
     for trace in traces:
+        if trace.data_type == leads.DATA_TYPE:
+            continue  # never a finding by itself
         kind = evidence_kind(trace)
-        for tool_id in dict.fromkeys(m.tool for m in trace.matches):
+        for tool_id in dict.fromkeys(m.tool for m in trace.matches if m.tool):
             tool = tools.get(tool_id)
             finding = by_tool.get(tool_id)
             if finding is None:

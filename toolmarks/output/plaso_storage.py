@@ -214,7 +214,7 @@ def _write_trace(
     for label in tag.labels:
         state.labels[label] += 1
         state.labels["total"] += 1
-    for tool_id in dict.fromkeys(match.tool for match in trace.matches):
+    for tool_id in dict.fromkeys(match.tool for match in trace.matches if match.tool):
         state.tools[tool_id] += 1
 
 
@@ -278,7 +278,7 @@ def event_data_of(
             name = f"trace_{name}"
         setattr(event_data, name, _plain(value))
 
-    event_data.tool = ",".join(dict.fromkeys(m.tool for m in trace.matches))
+    event_data.tool = ",".join(dict.fromkeys(m.tool for m in trace.matches if m.tool))
     event_data.indicators = list(dict.fromkeys(m.indicator for m in trace.matches))
     event_data.match_kinds = list(dict.fromkeys(m.kind for m in trace.matches))
     event_data.matched_values = list(dict.fromkeys(m.value for m in trace.matches))

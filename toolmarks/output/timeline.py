@@ -1,14 +1,17 @@
-"""JSONL (Timesketch's import form) and CSV (safe to open in Excel) timelines."""
+"""JSONL (Timesketch's import form) and CSV (safe to open in Excel) timelines,
+and JSONL read back into traces (to render a report again)."""
 
 from __future__ import annotations
 
 import csv
 import datetime
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from toolmarks.events import CAVEATS, Trace, describe_matches
+from dfdatetime import posix_time
+
+from toolmarks.events import CAVEATS, Match, Trace, describe_matches
 from toolmarks.indicators.model import Tool
 
 CSV_FIELDS = (
@@ -60,7 +63,7 @@ def row(trace: Trace, tools: dict[str, Tool]) -> dict[str, Any]:
         "timestamp_desc": trace.timestamp_desc,
         "data_type": trace.data_type,
         "tag": trace.labels(tools),
-        "tools": sorted({m.tool for m in trace.matches}),
+        "tools": sorted({m.tool for m in trace.matches if m.tool}),
         "indicators": [m.indicator for m in trace.matches],
         "match_kinds": sorted({m.kind for m in trace.matches}),
         "matched_values": [m.value for m in trace.matches],
@@ -77,6 +80,78 @@ def row(trace: Trace, tools: dict[str, Tool]) -> dict[str, Any]:
 def sort_key(trace: Trace) -> tuple[int, str]:
     value = micros(trace)
     return (value if value is not None else -(2**62), trace.source)
+
+
+# Keys row() sets itself; every other key of a row is a trace attribute.
+ROW_KEYS = frozenset(
+    (
+        "message",
+        "datetime",
+        "timestamp",
+        "timestamp_desc",
+        "data_type",
+        "tag",
+        "tools",
+        "indicators",
+        "match_kinds",
+        "matched_values",
+        "matches",
+        "source",
+    )
+)
+
+
+class TimelineError(ValueError):
+    """A JSONL line that is not a toolmarks event; str() names file and line."""
+
+
+def trace_of_row(record: dict[str, Any]) -> Trace:
+    """The trace a JSONL row was written from, its attributes as JSON gives them
+    back (tuples as lists, other objects as text); raises KeyError, TypeError or
+    ValueError on a row that is not one."""
+    value = record["timestamp"]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"timestamp {value!r} is not an integer")
+    matches = [
+        Match(
+            tool=str(item["tool"]),
+            indicator=str(item["indicator"]),
+            kind=str(item["kind"]),
+            value=str(item["value"]),
+            weak=bool(item.get("weak")),
+            detail=tuple(sorted(dict(item.get("detail") or {}).items())),
+        )
+        for item in record["matches"]
+    ]
+    return Trace(
+        data_type=str(record["data_type"]),
+        timestamp=None
+        if value is None
+        else posix_time.PosixTimeInMicroseconds(timestamp=value),
+        timestamp_desc=str(record["timestamp_desc"]),
+        source=str(record["source"]),
+        matches=matches,
+        attributes={k: v for k, v in record.items() if k not in ROW_KEYS},
+    )
+
+
+def read_jsonl(path: str) -> Iterator[Trace]:
+    """The traces of a timeline.jsonl, in its order; raises TimelineError at the
+    first line that is not a toolmarks event."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise TypeError("not a JSON object")
+                yield trace_of_row(record)
+            except (KeyError, TypeError, ValueError) as error:
+                problem = f"missing {error}" if isinstance(error, KeyError) else error
+                raise TimelineError(
+                    f"{path}:{number}: not a toolmarks event: {problem}"
+                ) from None
 
 
 def write_jsonl(path: str, traces: Iterable[Trace], tools: dict[str, Tool]) -> None:

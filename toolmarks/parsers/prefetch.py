@@ -121,6 +121,15 @@ class PrefetchResult:
     def warn(self, problem: str) -> None:
         self.warnings.append(f"{self.source}: prefetch: {problem}")
 
+    @property
+    def programs(self) -> list[tuple[str, dfdatetime_filetime.Filetime | None]]:
+        """Where the program ran from, with its last run: for leads."""
+        if self.info is None:
+            return []
+        times = [when for _, when in self.info.last_run_times]
+        last = max(times, key=lambda when: when.timestamp) if times else None
+        return [(path, last) for path in self.info.path_hints]
+
 
 class _Refused(Exception):
     """The input is not handed to libscca; the message says why."""
