@@ -52,6 +52,13 @@ Description format (YAML; sizes are bytes or strings like ``64 KiB``)::
                                   #          decompress: xz|gzip optional;
                                   #          hivex: a hivexsh script run on
                                   #          the copy, to plant registry keys)
+                                  #   usn: {sparse: 64 KiB, copy: REAL_J,
+                                  #         records: [{name, file: 97-5,
+                                  #         parent: 68-1, time, reasons:
+                                  #         [FILE_CREATE, CLOSE]}]}
+                                  #         a $J of USN_RECORD_V2 records, its
+                                  #         zeros written sparse (for the
+                                  #         $J stream of $Extend/$UsnJrnl)
         strings:                  # optional, overwrite bytes of the content
                                   # (in an EVTX log the chunk CRC32s are then
                                   # recomputed)
@@ -256,7 +263,173 @@ def _check_path(value: Any, where: str) -> str:
     return value
 
 
-_CONTENT_KEYS = ("text", "hex", "random", "copy")
+_CONTENT_KEYS = ("text", "hex", "random", "copy", "usn")
+
+# --- NTFS USN change journal ($Extend/$UsnJrnl:$J) --------------------------
+# USN_RECORD_V2 (winioctl.h): length, major 2, minor 0, file and parent
+# references, USN, FILETIME, reason, source info, security id, attributes,
+# name length and offset (60), then the UTF-16LE name, padded to 8 bytes.
+_USN_RECORD_V2 = struct.Struct("<IHHQQqqIIIIHH")
+# Windows writes $J in 4096-byte blocks and never lets a record cross one (as
+# libfsntfs reads it); the rest of a block that cannot hold the next record is
+# zeros.
+USN_BLOCK_SIZE = 4096
+USN_REASONS = {
+    "DATA_OVERWRITE": 0x00000001,
+    "DATA_EXTEND": 0x00000002,
+    "DATA_TRUNCATION": 0x00000004,
+    "NAMED_DATA_OVERWRITE": 0x00000010,
+    "NAMED_DATA_EXTEND": 0x00000020,
+    "NAMED_DATA_TRUNCATION": 0x00000040,
+    "FILE_CREATE": 0x00000100,
+    "FILE_DELETE": 0x00000200,
+    "EA_CHANGE": 0x00000400,
+    "SECURITY_CHANGE": 0x00000800,
+    "RENAME_OLD_NAME": 0x00001000,
+    "RENAME_NEW_NAME": 0x00002000,
+    "INDEXABLE_CHANGE": 0x00004000,
+    "BASIC_INFO_CHANGE": 0x00008000,
+    "HARD_LINK_CHANGE": 0x00010000,
+    "OBJECT_ID_CHANGE": 0x00080000,
+    "STREAM_CHANGE": 0x00200000,
+    "CLOSE": 0x80000000,
+}
+USN_ATTRIBUTES = {
+    "READONLY": 0x1,
+    "HIDDEN": 0x2,
+    "SYSTEM": 0x4,
+    "DIRECTORY": 0x10,
+    "ARCHIVE": 0x20,
+    "NORMAL": 0x80,
+    "TEMPORARY": 0x100,
+    "NOT_CONTENT_INDEXED": 0x2000,
+}
+_REFERENCE_RE = re.compile(r"^(\d+)-(\d+)$")
+
+
+def filetime_of(when: dt.datetime) -> int:
+    """FILETIME (100 ns since 1601-01-01 UTC) of an aware datetime."""
+    seconds = int(when.timestamp()) + FILETIME_EPOCH_DELTA
+    return seconds * 10**7 + when.microsecond * 10
+
+
+def usn_record_v2(
+    name: str,
+    file_reference: int,
+    parent_reference: int,
+    usn: int,
+    filetime: int,
+    reasons: int,
+    attributes: int = 0x20,
+    source_info: int = 0,
+    security_id: int = 0,
+) -> bytes:
+    """One byte-exact USN_RECORD_V2."""
+    encoded = name.encode("utf-16-le")
+    length = (_USN_RECORD_V2.size + len(encoded) + 7) // 8 * 8
+    header = _USN_RECORD_V2.pack(
+        length,
+        2,
+        0,
+        file_reference,
+        parent_reference,
+        usn,
+        filetime,
+        reasons,
+        source_info,
+        security_id,
+        attributes,
+        len(encoded),
+        _USN_RECORD_V2.size,
+    )
+    return (header + encoded).ljust(length, b"\0")
+
+
+def usn_append(journal: bytearray, records: Iterable[dict[str, Any]]) -> None:
+    """Append records to a $J as Windows lays them out: each record's USN is its
+    offset, and a record that does not fit in the rest of its 4096-byte block
+    starts the next one."""
+    for spec in records:
+        size = len(usn_record_v2(spec["name"], 0, 0, 0, 0, 0))
+        room = USN_BLOCK_SIZE - len(journal) % USN_BLOCK_SIZE
+        if size > room:
+            journal.extend(bytes(room))
+        journal.extend(
+            usn_record_v2(
+                spec["name"],
+                spec["file_reference"],
+                spec["parent_reference"],
+                len(journal),
+                spec["filetime"],
+                spec["reasons"],
+                spec.get("attributes", 0x20),
+            )
+        )
+
+
+def _parse_reference(value: Any, where: str) -> int:
+    """An NTFS file reference written as 'ENTRY-SEQUENCE' (plaso's form)."""
+    match = _REFERENCE_RE.match(str(value))
+    if not match or int(match.group(1)) >= 1 << 48 or int(match.group(2)) >= 1 << 16:
+        raise ScenarioError(f"{where}: not an MFT reference ENTRY-SEQUENCE: {value!r}")
+    return int(match.group(1)) | int(match.group(2)) << 48
+
+
+def _flags(value: Any, names: dict[str, int], where: str) -> int:
+    if not isinstance(value, list) or not value:
+        raise ScenarioError(f"{where}: must be a non-empty list")
+    unknown = [item for item in value if item not in names]
+    if unknown:
+        raise ScenarioError(f"{where}: unknown flag(s) {', '.join(map(str, unknown))}")
+    result = 0
+    for item in value:
+        result |= names[item]
+    return result
+
+
+def _usn_content(spec: Any, where: str, base: Path) -> bytes:
+    """A $J: optional zeros (left sparse when written), optional copied real
+    records, then the described records."""
+    _check_keys(spec, where, ("sparse", "copy", "records"), ("records",))
+    sparse = parse_size(spec.get("sparse", 0), f"{where}: sparse")
+    if sparse % USN_BLOCK_SIZE:
+        raise ScenarioError(f"{where}: sparse must be a multiple of {USN_BLOCK_SIZE}")
+    journal = bytearray(sparse)
+    if "copy" in spec:
+        source = (base / str(spec["copy"])).resolve()
+        if not source.is_file():
+            raise ScenarioError(f"{where}: copy source {source} is not a file")
+        journal += source.read_bytes()
+    if not isinstance(spec["records"], list):
+        raise ScenarioError(f"{where}: records must be a list")
+    records = []
+    for index, item in enumerate(spec["records"]):
+        here = f"{where}: records[{index}]"
+        _check_keys(
+            item,
+            here,
+            ("name", "file", "parent", "time", "reasons", "attributes"),
+            ("name", "file", "parent", "time", "reasons"),
+        )
+        name = item["name"]
+        if not isinstance(name, str) or not name or set(name) & _BAD_NAME_CHARS:
+            raise ScenarioError(f"{here}: bad name {name!r}")
+        records.append(
+            {
+                "name": name,
+                "file_reference": _parse_reference(item["file"], f"{here}: file"),
+                "parent_reference": _parse_reference(item["parent"], f"{here}: parent"),
+                "filetime": filetime_of(parse_time(item["time"], f"{here}: time")),
+                "reasons": _flags(item["reasons"], USN_REASONS, f"{here}: reasons"),
+                "attributes": _flags(
+                    item.get("attributes", ["ARCHIVE"]),
+                    USN_ATTRIBUTES,
+                    f"{here}: attributes",
+                ),
+            }
+        )
+    usn_append(journal, records)
+    return bytes(journal)
 
 
 def _parse_content(
@@ -274,7 +447,9 @@ def _parse_content(
         raise ScenarioError(f"{where}: 'decompress' only applies to copy")
     if kind != "copy" and "hivex" in spec:
         raise ScenarioError(f"{where}: 'hivex' only applies to copy")
-    if kind == "text":
+    if kind == "usn":
+        data = _usn_content(value, f"{where}: usn", base)
+    elif kind == "text":
         if not isinstance(value, str):
             raise ScenarioError(f"{where}: text must be a string")
         encoding = spec.get("encoding", "utf-8")
@@ -677,10 +852,30 @@ def _write_streams(target: Path, planted: PlantedFile, sync: bool) -> None:
     for stream in planted.streams:
         name = f"{target}:{stream.name}" if stream.name else str(target)
         with open(name, "xb") as handle:
-            handle.write(stream.data)
+            if stream.source == "usn":
+                _write_sparse(handle, stream.data)
+            else:
+                handle.write(stream.data)
             if sync:
                 handle.flush()
                 os.fsync(handle.fileno())
+
+
+def _write_sparse(handle: Any, data: bytes) -> None:
+    """Write data leaving its zero blocks unwritten: ntfs-3g makes them sparse
+    runs, as Windows keeps the start of $J."""
+    block = 64 * KIB
+    for start in range(0, len(data), block):
+        piece = data[start : start + block]
+        if piece.count(0) != len(piece):
+            handle.seek(start)
+            handle.write(piece)
+    handle.truncate(len(data))
+
+
+# Directories mkntfs makes itself; ntfs-3g refuses to create entries in $Extend
+# but lets a file be renamed into it.
+_SYSTEM_DIRECTORIES = ("$Extend",)
 
 
 def _directory_list(directories: list[str], files: list[PlantedFile]) -> list[str]:
@@ -706,10 +901,16 @@ def _populate(raw: Path, scenario: Scenario, work: Path) -> dict[str, int]:
     gone = [f for f in scenario.files if f.deleted]
     with _mounted(raw, mountpoint, work / "ntfs-3g.log"):
         for directory in directories:
-            (mountpoint / directory).mkdir()
-        for planted in live:
+            if directory not in _SYSTEM_DIRECTORIES:
+                (mountpoint / directory).mkdir()
+        for index, planted in enumerate(live):
             target = mountpoint / planted.path
-            _write_streams(target, planted, sync=False)
+            if planted.path.startswith(tuple(d + "/" for d in _SYSTEM_DIRECTORIES)):
+                staged = mountpoint / f"toolmarks-staged-{index}"
+                _write_streams(staged, planted, sync=False)
+                staged.rename(target)
+            else:
+                _write_streams(target, planted, sync=False)
             # ntfs-3g reports the MFT record number as the inode number.
             entries[planted.path] = target.stat().st_ino
         for planted in live:
@@ -732,7 +933,8 @@ def _populate(raw: Path, scenario: Scenario, work: Path) -> dict[str, int]:
         # them touches only MFT records and index entries, never free clusters.
         if scenario.timestamp:
             for directory in sorted(directories, key=lambda d: -d.count("/")):
-                _set_times(mountpoint / directory, scenario.timestamp)
+                if directory not in _SYSTEM_DIRECTORIES:
+                    _set_times(mountpoint / directory, scenario.timestamp)
     return entries
 
 

@@ -28,7 +28,10 @@ from toolmarks.indicators import loader
 from toolmarks.parsers.content import DATA_TYPE_FILE
 from toolmarks.parsers.eventlog import DATA_TYPE as DATA_TYPE_EVENTLOG
 from toolmarks.parsers.prefetch import DATA_TYPE as DATA_TYPE_PREFETCH
+from toolmarks.parsers.recyclebin import DATA_TYPE as DATA_TYPE_RECYCLEBIN
 from toolmarks.parsers.registry import DATA_TYPE as DATA_TYPE_REGISTRY
+from toolmarks.parsers.tasks import DATA_TYPE as DATA_TYPE_TASK
+from toolmarks.parsers.usn import DATA_TYPE as DATA_TYPE_USN
 
 FORMATS = ["raw", "e01"]
 # Keys of an `expect` entry that say which match; the others are checked values.
@@ -62,8 +65,10 @@ HIVES = {
 @pytest.fixture(scope="module", params=FORMATS)
 def scanned(request, traces_images) -> tuple[UnitResult, dict[str, Any]]:
     """The scan of one format with the shipped indicators, and the manifest."""
+    # Leads are heuristics, not findings; tests/parsers/test_leads.py checks
+    # those of this image.
     result, volumes = scan_image(
-        str(traces_images[request.param]), loader.load(), ScanOptions()
+        str(traces_images[request.param]), loader.load(), ScanOptions(leads=False)
     )
     # One bare NTFS volume without a label: trace sources are plain paths.
     assert [(v.fs_type, v.label) for v in volumes] == [("NTFS", "")]
@@ -73,9 +78,14 @@ def scanned(request, traces_images) -> tuple[UnitResult, dict[str, Any]]:
 # --- helpers -------------------------------------------------------------------
 
 
+def located(item: dict[str, Any]) -> str:
+    """A manifest entry's path as traces name it: `path:stream` for a stream."""
+    return f"{item['path']}:{item['stream']}" if item["stream"] else item["path"]
+
+
 def expected(manifest: dict[str, Any]) -> set[tuple[str, str, str, str]]:
     return {
-        (item["path"], e["data_type"], e["tool"], e["indicator"])
+        (located(item), e["data_type"], e["tool"], e["indicator"])
         for item in manifest["files"]
         for e in item["expect"]
     }
@@ -180,6 +190,71 @@ def check_eventlog(traces: list[Trace], item: dict[str, Any]) -> None:
     assert sum(len(t.matches) for t in found) == total, item["path"]
 
 
+def check_recyclebin(traces: list[Trace], item: dict[str, Any]) -> None:
+    """One trace per entry: its filename match, deletion time and attributes."""
+    found = of_file(traces, item["path"], DATA_TYPE_RECYCLEBIN)
+    wanted_entries = entries(item, DATA_TYPE_RECYCLEBIN)
+    assert len(found) == len(wanted_entries), item["path"]
+    for entry in wanted_entries:
+        wanted = checked(entry)
+        value, deleted = wanted.pop("value"), wanted.pop("deletion_time")
+        [trace] = [
+            t
+            for t in found
+            if [(m.tool, m.indicator, m.kind, m.value) for m in t.matches]
+            == [(entry["tool"], entry["indicator"], "filename", value)]
+        ]
+        assert filetime(trace) == filetime_of(deleted)
+        assert trace.timestamp_desc == "Content Deletion Time"
+        for key, expected_value in wanted.items():
+            assert trace.attributes[key] == expected_value, (item["path"], key)
+
+
+def check_tasks(traces: list[Trace], item: dict[str, Any]) -> None:
+    """Per entry one trace at `time` with a match of `kind` and `value` and the
+    entry's attributes; no match is left unclaimed."""
+    found = of_file(traces, item["path"], DATA_TYPE_TASK)
+    claimed = 0
+    for entry in entries(item, DATA_TYPE_TASK):
+        wanted = checked(entry)
+        kind, value = wanted.pop("kind"), wanted.pop("value")
+        moment, description = wanted.pop("time"), wanted.pop("timestamp_desc")
+        [trace] = [
+            t
+            for t in found
+            if (entry["tool"], entry["indicator"], kind, value)
+            in {(m.tool, m.indicator, m.kind, m.value) for m in t.matches}
+        ]
+        # A local time without zone (Task Scheduler's), written as UTC.
+        utc = datetime.datetime.fromisoformat(moment).replace(tzinfo=datetime.UTC)
+        assert trace.timestamp.GetPlasoTimestamp() == utc.timestamp() * 1_000_000
+        assert trace.timestamp_desc == description
+        for key, expected_value in wanted.items():
+            assert trace.attributes[key] == expected_value, (item["path"], key)
+        claimed += 1
+    assert sum(len(t.matches) for t in found) == claimed, item["path"]
+
+
+def check_usn(traces: list[Trace], item: dict[str, Any]) -> None:
+    """One trace per entry, at its time, with a match of its indicator and its
+    attributes (a wceaux.dll operation, an SDelete wipe)."""
+    found = of_file(traces, located(item), DATA_TYPE_USN)
+    wanted_entries = entries(item, DATA_TYPE_USN)
+    assert len(found) == len(wanted_entries), item["path"]
+    for entry in wanted_entries:
+        wanted = checked(entry)
+        when = filetime_of(wanted.pop("time"))
+        [trace] = [
+            t
+            for t in found
+            if filetime(t) == when
+            and (entry["tool"], entry["indicator"])
+            in [(m.tool, m.indicator) for m in t.matches]
+        ]
+        for key, expected_value in wanted.items():
+            assert trace.attributes[key] == expected_value, (item["path"], key)
+
+
 def check_file_matches(traces: list[Trace], item: dict[str, Any]) -> None:
     """The content matches on the file itself: kind, value and encoding."""
     found = of_file(traces, item["path"], DATA_TYPE_FILE)
@@ -220,6 +295,14 @@ def test_traces_findings_are_exact(scanned) -> None:
         f["path"].endswith(".evtx") for f in manifest["files"]
     )
     assert {"registry", "prefetch", "eventlog"} <= set(result.parser_seconds)
+    # The task files (XML and .job) are parsed, and nothing else.
+    assert result.counts["tasks_files"] == sum(
+        "/Tasks/" in f["path"] for f in manifest["files"]
+    )
+    # Both $I files are parsed (the wce.exe one and the decoy), not the $R file.
+    assert result.counts["recyclebin_files"] == sum(
+        "/$I" in f["path"] for f in manifest["files"]
+    )
 
 
 def test_traces_per_file(scanned) -> None:
@@ -229,6 +312,9 @@ def test_traces_per_file(scanned) -> None:
         check_prefetch(result.traces, item)
         check_file_matches(result.traces, item)
         check_eventlog(result.traces, item)
+        check_tasks(result.traces, item)
+        check_recyclebin(result.traces, item)
+        check_usn(result.traces, item)
         # A deleted hive or prefetch file is found as deleted, and only so.
         for trace in result.traces:
             if trace.source == item["path"]:
@@ -312,6 +398,7 @@ def test_traces_cli_timeline(traces_images, tmp_path: Path) -> None:
             str(traces_images["raw"]),
             "-o",
             str(out),
+            "--no-leads",  # checked by tests/parsers/test_leads.py
         ],
         capture_output=True,
         text=True,

@@ -448,6 +448,21 @@ _VOLUME = "volume: {size_mib: 8}\n"
         ),
         ("e01: {segment_size_mib: 0.5}\nfiles: []", "segment_size_mib must be >= 1"),
         ("files: [{path: a.bin, random: {size: 9 MiB, seed: 1}, expect: []}]", "fit"),
+        (
+            (
+                "files: [{path: j, expect: [], usn: {records: [{name: a, file: 1-1,"
+                " parent: 5-5, time: 2021-01-01, reasons: [OPEN]}]}}]"
+            ),
+            "unknown flag(s) OPEN",
+        ),
+        (
+            (
+                "files: [{path: j, expect: [], usn: {records: [{name: a, file: 1,"
+                " parent: 5-5, time: 2021-01-01, reasons: [CLOSE]}]}}]"
+            ),
+            "not an MFT reference",
+        ),
+        ("files: [{path: j, expect: [], usn: {sparse: 100, records: []}}]", "multiple"),
     ],
 )
 def test_bad_descriptions_are_rejected(
@@ -511,3 +526,44 @@ def test_cli_rejects_unknown_format(scenario_builder: ModuleType) -> None:
     )
     assert result.returncode == 1
     assert "unknown format(s) vhdx" in result.stderr
+
+
+def test_usn_journal_is_planted_sparse_and_readable(
+    traces_images: dict[str, Any],
+) -> None:
+    """$Extend/$UsnJrnl:$J as Windows keeps it: a sparse stream whose records
+    libfsntfs (pyfsntfs) reads from the volume, independently of the builder."""
+    import pyfsntfs
+
+    raw = traces_images["raw"]
+    [planted] = [
+        f
+        for f in traces_images["manifest"]["files"]
+        if (f["path"], f["stream"]) == ("/$Extend/$UsnJrnl", "$J")
+    ]
+    lines = _run("fls", "-r", "-p", raw).splitlines()
+    [addr] = [
+        m["addr"]
+        for m in map(_FLS_LINE.match, lines)
+        if m and m["path"] == "$Extend/$UsnJrnl:$J"
+    ]
+    data = icat(raw, 0, addr)
+    assert hashlib.sha256(data).hexdigest() == planted["sha256"]
+    assert data[: 64 * 1024] == bytes(64 * 1024)
+    assert "Name: $J   Non-Resident, Sparse" in _run("istat", raw, addr.split("-")[0])
+    description = yaml.safe_load(
+        (REPO_ROOT / "test_data" / "scenarios" / "traces.yaml").read_text()
+    )
+    [spec] = [f for f in description["files"] if f["path"] == "$Extend/$UsnJrnl"]
+    [journal_spec] = [s for s in spec["streams"] if s["name"] == "$J"]
+    volume = pyfsntfs.volume()
+    volume.open(str(raw))
+    try:
+        journal = volume.get_usn_change_journal()
+        count = 0
+        while journal.read_usn_record():
+            count += 1
+    finally:
+        volume.close()
+    # The 19 real records (MANIFEST usn/UsnJrnl.raw) and every planted one.
+    assert count == 19 + len(journal_spec["usn"]["records"])

@@ -204,12 +204,14 @@ def record_matches(
     provider: str,
     fields: dict[str, str],
     compiled: CompiledSet,
-    **detail: Any,
+    detail: dict[str, Any] | None = None,
 ) -> list[Match]:
     """The matches of one record's fields: the indicators that name its channel
     and event ID, and for a process record its programs, hashes and command
-    lines; one match per indicator, the first field that met it."""
+    lines; one match per indicator, the first field that met it. `detail`
+    goes into every match (the plaso front names the record there)."""
     matches: dict[str, Match] = {}
+    detail = detail or {}
 
     def add(match: Match) -> None:
         matches.setdefault(match.indicator, match)

@@ -331,9 +331,11 @@ class EventMatcher:
             values.get("source_name") or "",
             fields,
             self.compiled,
-            channel=channel,
-            event_id=event_id,
-            record_number=values.get("record_number"),
+            {
+                "channel": channel,
+                "event_id": event_id,
+                "record_number": values.get("record_number"),
+            },
         )
 
     # --- registry: execution artefacts ---------------------------------------
