@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(ntfs-3g fdisk ewf-tools sleuthkit libhivex-bin hashdeep yara dosfstools e2fsprogs
     gcc make zlib1g-dev)
+# The report's tests open it in a real headless browser, with CJK fonts for the
+# seed's Japanese text.
+[ "${1:-}" = "--test" ] && DEBIAN_PACKAGES+=(chromium fonts-noto-cjk)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \

@@ -28,7 +28,7 @@ from toolmarks.events import Match, Trace
 from toolmarks.indicators import loader
 from toolmarks.indicators.model import IndicatorSet, Tool
 from toolmarks.output import plaso_storage
-from toolmarks.parsers import manager
+from toolmarks.parsers import leads, manager, recyclebin, tasks, usn
 from toolmarks.parsers.content import DATA_TYPE_FILE, DATA_TYPE_UNALLOCATED
 from toolmarks.parsers.eventlog import DATA_TYPE as DATA_TYPE_EVENTLOG
 from toolmarks.parsers.prefetch import DATA_TYPE as DATA_TYPE_PREFETCH
@@ -482,7 +482,14 @@ def test_timeliner_definitions_give_the_same_events(plaso_file: Path, tmp_path: 
 
 def test_data_files_cover_every_data_type() -> None:
     timeliner = {d["data_type"] for d in manager.timeliner_definitions()}
-    every = {*DATA_TYPES, DATA_TYPE_UNALLOCATED}
+    every = {
+        *DATA_TYPES,
+        DATA_TYPE_UNALLOCATED,
+        leads.DATA_TYPE,
+        recyclebin.DATA_TYPE,
+        tasks.DATA_TYPE,
+        usn.DATA_TYPE,
+    }
     assert every == {d.data_type for d in manager.definitions()}
     assert timeliner == every
     formatters = yaml_formatters_file.YAMLFormattersFile().ReadFromFile(

@@ -1,3 +1,12 @@
 """toolmarks' parsers; importing the package registers every one of them."""
 
-from toolmarks.parsers import content, eventlog, prefetch, registry  # noqa: F401
+from toolmarks.parsers import (  # noqa: F401
+    content,
+    eventlog,
+    leads,
+    prefetch,
+    recyclebin,
+    registry,
+    tasks,
+    usn,
+)

@@ -15,6 +15,7 @@ Per data type family:
   and the execution artefacts (services, ShimCache, Amcache, BAM, UserAssist,
   MUICache, RunMRU) by filename and SHA-1 indicators as the registry parser
   matches them;
+- windows:metadata:deleted_item: the Recycle Bin parser's matching;
 - windows:evtx:record: the event log parser's matching (indicator fields; the
   programs, hashes and command lines of process, image and service records).
 """
@@ -33,6 +34,7 @@ from toolmarks.output.plaso_storage import HASH_ATTRIBUTES
 from toolmarks.parsers import registry_artefacts as artefacts
 from toolmarks.parsers.eventlog import PROCESS_RECORDS, event_data, record_matches
 from toolmarks.parsers.prefetch import PrefetchInfo, prefetch_matches
+from toolmarks.parsers.recyclebin import matching_path
 from toolmarks.parsers.registry import HIVE_TYPES, prefilter_of, union
 
 # The event of a file itself, made by plaso's filestat parser once per file
@@ -45,6 +47,7 @@ FILE_SYSTEM_TYPES = frozenset(
     {FILE_STAT, "fs:stat:ntfs", "fs:ntfs:usn_change", "fs:bodyfile:entry"}
 )
 PREFETCH = "windows:prefetch:execution"
+DELETED_ITEM = "windows:metadata:deleted_item"
 EVTX = "windows:evtx:record"
 REGISTRY_PREFIX = "windows:registry:"
 
@@ -191,6 +194,7 @@ class EventMatcher:
             "fs:stat:ntfs": self._ntfs_stat,
             "fs:ntfs:usn_change": self._usn_change,
             "fs:bodyfile:entry": self._bodyfile,
+            DELETED_ITEM: self._deleted_item,
             PREFETCH: self._prefetch,
             EVTX: self._evtx,
             "windows:registry:appcompatcache": self._shimcache,
@@ -276,6 +280,16 @@ class EventMatcher:
         return self._names(
             artefacts.path_candidates(values.get("filename")), field="filename"
         )
+
+    def _deleted_item(self, values: dict[str, Any]) -> list[Match]:
+        # The Recycle Bin's $I or INFO2 entry: the recyclebin parser's matching.
+        original = values.get("original_filename")
+        if not original:
+            return []
+        return [
+            Match.of(indicator, original, kind="filename")
+            for indicator in self.compiled.filenames.match(matching_path(original))
+        ]
 
     def _bodyfile(self, values: dict[str, Any]) -> list[Match]:
         path = _windows_path(values.get("filename"))

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyfsntfs
 from dfvfs.lib import definitions as dfvfs_definitions
 from plaso.lib import errors, specification
-from plaso.parsers import interface, presets
+from plaso.parsers import interface, ntfs, presets
 from plaso.parsers import manager as plaso_manager
 
 from toolmarks.output import plaso_storage
 from toolmarks.parsers import manager
 from toolmarks.plugins import indicator_set
+
+# The NTFS change journal's stream, as the registry's paths name it.
+JOURNAL = "/$Extend/$UsnJrnl:$J"
 
 
 class ToolmarksParser(interface.FileObjectParser):
@@ -43,18 +47,69 @@ class ToolmarksParser(interface.FileObjectParser):
         if not definition.signatures and not definition.takes(location):
             # Without a signature plaso offers every file: take ours by path.
             raise errors.WrongParser(f"not a {definition.name} file by its path")
-        compiled = indicator_set.compiled()
-        parsed = definition.parse(
-            file_object, location, compiled, parser_mediator.GetFilename() or ""
+        produce(
+            parser_mediator,
+            definition,
+            file_object,
+            location,
+            parser_mediator.GetFilename() or "",
+            file_entry.IsAllocated(),
         )
-        for warning in parsed.warnings:
-            parser_mediator.ProduceWarning(warning.removeprefix(f"{location}: "))
-        version = compiled.indicator_set.version
-        for trace in parsed.traces:
-            trace.attributes.setdefault("allocated", file_entry.IsAllocated())
-            event_data = plaso_storage.event_data_of(trace, compiled.tools, version)
-            event_data._parser_chain = None  # the mediator sets plaso's own chain
-            parser_mediator.ProduceEventData(event_data)
+
+
+def produce(
+    parser_mediator: Any,
+    definition: manager.ParserDefinition,
+    file_object: Any,
+    location: str,
+    name: str,
+    allocated: bool,
+) -> None:
+    """Runs one registry parser and hands its traces to plaso as event data."""
+    compiled = indicator_set.compiled()
+    parsed = definition.parse(file_object, location, compiled, name)
+    for warning in parsed.warnings:
+        parser_mediator.ProduceWarning(warning.removeprefix(f"{location}: "))
+    version = compiled.indicator_set.version
+    for trace in parsed.traces:
+        trace.attributes.setdefault("allocated", allocated)
+        event_data = plaso_storage.event_data_of(trace, compiled.tools, version)
+        event_data._parser_chain = None  # the mediator sets plaso's own chain
+        parser_mediator.ProduceEventData(event_data)
+
+
+class ToolmarksUsnJrnlParser(ntfs.NTFSUsnJrnlParser):
+    """plaso's usnjrnl parser, then toolmarks' parsers of the same journal.
+
+    plaso's extractor hands `$UsnJrnl:$J` to the parser named usnjrnl alone,
+    as the volume's file object (so that it can skip the sparse ranges); this
+    one replaces it, keeps its events, and gives the `$J` stream, read through
+    libfsntfs, to every registry parser that takes the journal.
+    """
+
+    DEFINITIONS = tuple(d for d in manager.file_parsers() if d.takes(JOURNAL))
+
+    def ParseFileObject(self, parser_mediator: Any, file_object: Any) -> None:
+        super().ParseFileObject(parser_mediator, file_object)
+        volume = pyfsntfs.volume()
+        try:
+            volume.open_file_object(file_object)
+        except OSError:
+            return  # plaso's parser has said so
+        try:
+            entry = volume.get_file_entry_by_path(
+                JOURNAL.split(":")[0].replace("/", "\\")
+            )
+            journal = entry and entry.get_alternate_data_stream_by_name("$J")
+            for definition in self.DEFINITIONS if journal is not None else ():
+                journal.seek(0)
+                parser_mediator.AppendToParserChain(definition.parser_name)
+                try:
+                    produce(parser_mediator, definition, journal, JOURNAL, "$J", True)
+                finally:
+                    parser_mediator.PopFromParserChain()
+        finally:
+            volume.close()
 
 
 def source_of(path_spec: Any) -> str:
@@ -85,12 +140,16 @@ PARSER_CLASSES = [_parser_class(d) for d in manager.file_parsers()]
 for _parser_class_ in PARSER_CLASSES:
     if _parser_class_.NAME not in plaso_manager.ParsersManager._parser_classes:
         plaso_manager.ParsersManager.RegisterParser(_parser_class_)
+_usnjrnl = plaso_manager.ParsersManager._parser_classes.get(ntfs.NTFSUsnJrnlParser.NAME)
+if ToolmarksUsnJrnlParser.DEFINITIONS and _usnjrnl is not ToolmarksUsnJrnlParser:
+    plaso_manager.ParsersManager.DeregisterParser(ntfs.NTFSUsnJrnlParser)
+    plaso_manager.ParsersManager.RegisterParser(ToolmarksUsnJrnlParser)
 
 
 # The `toolmarks` preset (--parsers toolmarks, or win7,toolmarks): plaso's
 # presets come from its presets.yaml only, so the manager is extended to add
 # ours after reading it; filestat gives the file events hashes and YARA
-# matches are tagged on.
+# matches are tagged on, usnjrnl hands us the change journal.
 PRESET = "toolmarks"
 _read_presets = presets.ParserPresetsManager.ReadFromFile
 
@@ -98,6 +157,8 @@ _read_presets = presets.ParserPresetsManager.ReadFromFile
 def _ReadFromFile(self: Any, path: str) -> None:
     _read_presets(self, path)
     names = ["filestat", *(parser_class.NAME for parser_class in PARSER_CLASSES)]
+    if ToolmarksUsnJrnlParser.DEFINITIONS:
+        names.append(ToolmarksUsnJrnlParser.NAME)
     self._definitions[PRESET] = presets.ParserPreset(PRESET, names)
 
 
