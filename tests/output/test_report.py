@@ -3,6 +3,7 @@ browser (Debian's chromium, headless) without console errors."""
 
 from __future__ import annotations
 
+import hashlib
 import html.parser
 import json
 import re
@@ -249,10 +250,14 @@ def _findings_table(page: str) -> str:
 def test_report_from_the_plaso_store_has_the_same_findings(
     scan_out: Path, tmp_path: Path
 ) -> None:
+    # Kept read-only as evidence often is: read, never written.
     store = tmp_path / "timeline.plaso"
     shutil.copy(scan_out / "timeline.plaso", store)
+    store.chmod(0o444)
+    before = hashlib.sha256(store.read_bytes()).hexdigest()
     done = toolmarks("report", str(store))
     assert done.returncode == 0, done.stderr
+    assert hashlib.sha256(store.read_bytes()).hexdigest() == before
     page = (tmp_path / "timeline.report.html").read_text(encoding="utf-8")
     assert_self_contained(parse(page))
     scanned = (scan_out / "report.html").read_text(encoding="utf-8")

@@ -21,7 +21,10 @@ _POWERSHELL_COMMAND = re.compile(
 _SCHTASKS_ACTION = re.compile(r"(?:^|\s)/tr\s+(\"[^\"]*\"|'[^']*'|\S+)", re.IGNORECASE)
 # at [\\computer] time [/interactive] [/every:date[,...] | /next:date[,...]] "command"
 _AT_COMMAND = re.compile(r"(\"[^\"]*\"|\S+)\s*$")
-_SEPARATORS = re.compile(r"&&|\|\||[&|]")
+# A quoted run (to its end if unclosed), an escaped character, a separator, or
+# a run of anything else.
+_TOKENS = re.compile(r'"[^"]*"?|\^.|&&|\|\||[&|]|[^"^&|]+', re.DOTALL)
+_SEPARATOR_TOKENS = frozenset({"&&", "||", "&", "|"})
 _MAX_DEPTH = 4  # cmd /c cmd /c … is legal; a hostile record must not recurse forever
 
 
@@ -64,21 +67,16 @@ def _read(text: str, via: tuple[str, ...], found: list[Command], depth: int) -> 
 
 def _split(text: str) -> list[str]:
     """Commands cut at &, &&, || and | outside double quotes (^ escapes)."""
-    parts, start, quoted, index = [], 0, False, 0
-    while index < len(text):
-        char = text[index]
-        if char == '"':
-            quoted = not quoted
-        elif char == "^" and not quoted:
-            index += 1
-        elif not quoted:
-            separator = _SEPARATORS.match(text, index)
-            if separator:
-                parts.append(text[start:index])
-                start = index = separator.end()
-                continue
-        index += 1
-    parts.append(text[start:])
+    if "&" not in text and "|" not in text:
+        return [text.strip()] if text.strip() else []
+    parts, current = [], []
+    for token in _TOKENS.findall(text):
+        if token in _SEPARATOR_TOKENS:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(token)
+    parts.append("".join(current))
     return [part.strip() for part in parts if part.strip()]
 
 

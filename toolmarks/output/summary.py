@@ -27,6 +27,7 @@ def scan_summary(outcome: ScanOutcome, outputs: list[str]) -> dict[str, Any]:
             "sources": indicator_set.sources,
         },
         "command_line": outcome.command_line,
+        "options": outcome.options,
         "started": outcome.started.isoformat(),
         "seconds": outcome.seconds,
         "image": {"path": outcome.image, **outcome.image_info},

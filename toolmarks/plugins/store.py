@@ -149,8 +149,12 @@ class TagStore:
         self._stat = os.stat(path)
 
     @classmethod
-    def open(cls, path: str) -> TagStore:
+    def open(cls, path: str, *, for_tagging: bool = True) -> TagStore:
         """Opens a store, or raises StoreError saying why it cannot be tagged.
+
+        With for_tagging False the store is opened to be read only (a report of
+        a store kept read-only as evidence): it need not be writable, and a
+        store still being written is refused all the same.
 
         Refused: a missing or non-regular file; a file that is not SQLite or
         not a plaso store; a format version other than SUPPORTED_FORMAT_VERSIONS;
@@ -176,8 +180,11 @@ class TagStore:
         try:
             version, compressed = _check_metadata(path, connection)
             _check_integrity(path, connection)
-            _check_writable(path)
-            _check_not_in_use(path, connection)
+            if for_tagging:
+                _check_writable(path)
+            # Probing SQLite's write lock needs write access; a reader does
+            # without (no other writer, a finished last session).
+            _check_not_in_use(path, connection, probe_lock=for_tagging)
             return cls(path, connection, version, compressed)
         except BaseException:
             connection.close()
