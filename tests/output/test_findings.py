@@ -25,9 +25,11 @@ KIND_OF = {
     ("toolmarks:usn:trace", "usn_record"): "remnant",
     ("toolmarks:usn:trace", "sdelete_wipe"): "executed",
 }
-# MANIFEST: SDELETE.EXE-D6B20984.pf, run count 5, first and last stored runs.
+# MANIFEST: SDELETE.EXE-D6B20984.pf, run count 5, first and last stored runs;
+# traces.yaml: the journal's wipe of passwords.txt ends (FILE_DELETE) after them.
 SDELETE_FIRST_RUN = "2021-02-14T02:22:57.090417+00:00"
 SDELETE_LAST_RUN = "2021-02-14T02:38:08.922573+00:00"
+SDELETE_WIPE = "2021-02-14T02:38:09.260000+00:00"
 
 
 def expected_kind(expect: dict[str, Any]) -> str:
@@ -69,9 +71,17 @@ def test_sdelete_runs_as_the_manifest_says(scans) -> None:
     assert sdelete["dual_use"] is True
     assert sdelete["statement"].startswith("executed 5 times between 2021-02-14 02:22")
     assert "legitimate use is possible" in sdelete["statement"]
-    prefetch_runs = sdelete["evidence"]["executed"]
-    assert prefetch_runs["first"] <= SDELETE_FIRST_RUN
-    assert SDELETE_LAST_RUN <= prefetch_runs["last"]
+    executed = sdelete["evidence"]["executed"]
+    assert (executed["first"], executed["last"]) == (SDELETE_FIRST_RUN, SDELETE_WIPE)
+    assert SDELETE_LAST_RUN < SDELETE_WIPE
+    # Two prefetch files (one deleted) of 5 runs each, and the wipe.
+    assert executed["events"] == 11
+    assert (sdelete["first"], sdelete["last"]) == (
+        "2018-11-15T15:33:40.889690+00:00",  # MANIFEST: sdelete.exe's ShimCache time
+        # The planted SDelete EULA key: hivexsh gives it the time of its parent,
+        # Software\\Sysinternals (MANIFEST: written up to 13:46:55.569667Z).
+        "2022-02-14T13:46:55.569667+00:00",
+    )
 
 
 def test_findings_are_deterministic_and_summarised(scans) -> None:
