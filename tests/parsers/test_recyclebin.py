@@ -461,7 +461,7 @@ def test_unreadable_and_oversized_streams(compiled) -> None:
     ]
     result = parse(real("INFO2"), "INFO2", compiled, max_size=1000)
     assert result.warnings == [
-        "/x/INFO2: recycle bin: more than the limit of 1000 bytes: not read"
+        "/x/INFO2: recycle bin: 3220 bytes, larger than the limit of 1000: not read"
     ]
 
 

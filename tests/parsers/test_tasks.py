@@ -495,7 +495,7 @@ def test_oversized_file_is_not_read(shipped: CompiledSet) -> None:
         io.BytesIO(bytes(5 * 1024 * 1024)), f"{TASKS}/Big", shipped, "Big"
     )
     [warning] = result.warnings
-    assert "more than the limit of 4194304 bytes" in warning
+    assert "5242880 bytes, larger than the limit of 4194304: not read" in warning
 
 
 def test_no_warning_outside_a_tasks_folder(shipped: CompiledSet) -> None:

@@ -41,7 +41,8 @@ HASH_ATTRIBUTES = {"md5": "md5_hash", "sha1": "sha1_hash", "sha256": "sha256_has
 
 # Event data attributes toolmarks sets itself, and names plaso gives a meaning
 # in its output; a trace attribute of such a name is kept as `trace_<name>`.
-_OWN_ATTRIBUTES = frozenset(
+RENAMED_PREFIX = "trace_"
+OWN_ATTRIBUTES = frozenset(
     {
         "data_type",
         "display_name",
@@ -267,7 +268,7 @@ def event_data_of(
     event_data = events.EventData(data_type=trace.data_type)
     event_data._parser_chain = _parser_name(trace.data_type)
     time_names = time_attributes().get(trace.data_type, {})
-    reserved = _OWN_ATTRIBUTES | _PLASO_NAMES | set(time_names.values())
+    reserved = OWN_ATTRIBUTES | _PLASO_NAMES | set(time_names.values())
     for key, value in trace.attributes.items():
         if value is None:
             continue  # plaso leaves unset attributes out, too
@@ -275,7 +276,7 @@ def event_data_of(
             continue  # it goes to the event data stream
         name = _NON_NAME.sub("_", str(key))
         if not name or name[0] == "_" or name[0].isdigit() or name in reserved:
-            name = f"trace_{name}"
+            name = RENAMED_PREFIX + name
         setattr(event_data, name, _plain(value))
 
     event_data.tool = ",".join(dict.fromkeys(m.tool for m in trace.matches if m.tool))

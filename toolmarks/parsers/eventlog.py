@@ -25,6 +25,7 @@ from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.indicators.commandline import commands
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.parsers import manager
+from toolmarks.parsers.reading import describe
 
 DATA_TYPE = "toolmarks:eventlog:trace"
 
@@ -72,7 +73,6 @@ PROCESS_RECORDS = {
 }
 _NT_PREFIXES = ("\\??\\", "\\\\?\\")
 _NAMESPACE = "{http://schemas.microsoft.com/win/2004/08/events/event}"
-_MAX_ERROR_TEXT = 400
 
 
 @dataclasses.dataclass
@@ -99,7 +99,7 @@ def parse_eventlog(
     try:
         _parse_into(result, file_object, compiled)
     except Exception as error:  # noqa: BLE001 - one odd file never ends a scan
-        result.warn(f"internal error: {_describe(error)}")
+        result.warn(f"internal error: {describe(error)}")
         result.traces = []
     return result
 
@@ -111,7 +111,7 @@ def _parse_into(
     try:
         evtx_file.open_file_object(file_object)
     except Exception as error:  # noqa: BLE001
-        result.warn(f"libevtx cannot open it: {_describe(error)}")
+        result.warn(f"libevtx cannot open it: {describe(error)}")
         return
     programs: set[str] = set()  # file names of every process record's program
     live: set[tuple[int, str, int | None]] = set()  # matched live records
@@ -130,7 +130,7 @@ def _parse_into(
                     )
                 except Exception as error:  # noqa: BLE001 - a damaged record
                     failed += 1
-                    first_error = first_error or f"{index}: {_describe(error)}"
+                    first_error = first_error or f"{index}: {describe(error)}"
                     continue
                 if trace is None:
                     continue
@@ -308,11 +308,6 @@ def event_data(xml_text: str) -> dict[str, str]:
             for element in container:
                 fields[element.tag.rpartition("}")[2]] = element.text or ""
     return fields
-
-
-def _describe(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "…"
 
 
 _ATTRIBUTE_NAMES = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import os
 import re
 import struct
 from typing import Any, BinaryIO
@@ -24,6 +23,7 @@ from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.indicators.model import Indicator
 from toolmarks.parsers import manager
+from toolmarks.parsers.reading import Refused, describe, read_bounded
 
 DATA_TYPE = "toolmarks:prefetch:execution"
 
@@ -40,13 +40,11 @@ DESC_PREVIOUS_RUN = "Previous Last Time Executed"
 # NUL, so longer names are cut to 29 characters; the full name is then only
 # found in the referenced files.
 TRUNCATED_NAME_LENGTH = 29
-_READ_CHUNK = 1024 * 1024
 # libscca keeps 8 run times from format 26 on, 1 before; asking for more raises.
 _RUN_TIME_SLOTS_NEW = 8
 _RUN_TIME_SLOTS_OLD = 1
 _FIRST_VERSION_WITH_8_RUNS = 26
 # libscca error chains can be long; the head names the failing step.
-_MAX_ERROR_TEXT = 400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,10 +129,6 @@ class PrefetchResult:
         return [(path, last) for path in self.info.path_hints]
 
 
-class _Refused(Exception):
-    """The input is not handed to libscca; the message says why."""
-
-
 def parse_prefetch(
     file_object: BinaryIO,
     source: str,
@@ -153,7 +147,7 @@ def parse_prefetch(
     except Exception as error:  # noqa: BLE001
         # A bug of ours must not end a scan of a whole disk at one odd file; it
         # is reported, and tests fail on any "internal error" warning.
-        result.warn(f"internal error: {_describe(error)}")
+        result.warn(f"internal error: {describe(error)}")
         result.traces = []
     return result
 
@@ -162,19 +156,19 @@ def _parse_into(
     result: PrefetchResult, file_object: BinaryIO, compiled: CompiledSet, max_size: int
 ) -> None:
     try:
-        data = _read_bounded(file_object, max_size)
-    except _Refused as error:
+        data = read_bounded(file_object, max_size)
+    except Refused as error:
         result.warn(str(error))
         return
     except Exception as error:  # noqa: BLE001 - any file-object failure is a warning
-        result.warn(f"cannot read the file: {_describe(error)}")
+        result.warn(f"cannot read the file: {describe(error)}")
         return
     result.size = len(data)
     result.md5 = hashlib.md5(data).hexdigest()
     result.sha256 = hashlib.sha256(data).hexdigest()
     try:
         compressed = _check_header(data, max_size)
-    except _Refused as error:
+    except Refused as error:
         result.warn(str(error))
         return
     result.info = _parse(data, compressed, result)
@@ -182,71 +176,29 @@ def _parse_into(
         result.traces = _traces(result.info, result, compiled)
 
 
-def _describe(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    if len(text) > _MAX_ERROR_TEXT:
-        text = text[:_MAX_ERROR_TEXT] + "…"
-    return f"{type(error).__name__}: {text}"
-
-
-def _size_of(file_object: BinaryIO) -> int | None:
-    """The size without reading: dfvfs file objects have get_size(), others seek."""
-    get_size = getattr(file_object, "get_size", None)
-    if callable(get_size):
-        return int(get_size())
-    try:
-        size = file_object.seek(0, os.SEEK_END)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return None
-    return int(size if size is not None else file_object.tell())
-
-
-def _read_bounded(file_object: BinaryIO, max_size: int) -> bytes:
-    """All bytes of the file, or _Refused if it holds more than max_size."""
-    size = _size_of(file_object)
-    if size is not None and size > max_size:
-        raise _Refused(f"{size} bytes, larger than the limit of {max_size}: not read")
-    try:
-        file_object.seek(0, os.SEEK_SET)
-    except io.UnsupportedOperation:
-        pass  # a stream that cannot seek is read from where it stands
-    chunks = []
-    total = 0
-    # Never trust the size alone: read at most max_size + 1 bytes whatever it said.
-    while total <= max_size:
-        chunk = file_object.read(min(_READ_CHUNK, max_size + 1 - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    if total > max_size:
-        raise _Refused(f"more than the limit of {max_size} bytes: not read")
-    return b"".join(chunks)
-
-
 def _check_header(data: bytes, max_size: int) -> bool:
-    """Whether the data is MAM-compressed; _Refused if it is no prefetch file.
+    """Whether the data is MAM-compressed; Refused if it is no prefetch file.
 
     libscca allocates what a MAM header declares, so the declared size is checked
     here, before libscca sees the data.
     """
     if data[:4] == MAM_SIGNATURE:
         if len(data) < _MAM_HEADER.size:
-            raise _Refused(f"truncated MAM header ({len(data)} bytes)")
+            raise Refused(f"truncated MAM header ({len(data)} bytes)")
         _, declared = _MAM_HEADER.unpack_from(data)
         if declared > max_size:
-            raise _Refused(
+            raise Refused(
                 f"MAM header declares {declared} bytes uncompressed, more than the "
                 f"limit of {max_size}: not decompressed"
             )
         if declared == 0:
-            raise _Refused("MAM header declares 0 bytes uncompressed")
+            raise Refused("MAM header declares 0 bytes uncompressed")
         return True
     if data[4:8] == SCCA_SIGNATURE:
         return False
     if len(data) >= 4 and data[:3] == MAM_SIGNATURE[:3]:
-        raise _Refused(f"unsupported MAM compression type 0x{data[3]:02x}")
-    raise _Refused(
+        raise Refused(f"unsupported MAM compression type 0x{data[3]:02x}")
+    raise Refused(
         f"not a prefetch file: no SCCA signature at offset 4 and no MAM\\x04 "
         f"signature at offset 0 (first bytes {data[:8].hex()}, {len(data)} bytes)"
     )
@@ -264,7 +216,7 @@ def _parse(
     try:
         scca_file.open_file_object(io.BytesIO(data))
     except Exception as error:  # noqa: BLE001
-        result.warn(f"libscca cannot open it: {_describe(error)}")
+        result.warn(f"libscca cannot open it: {describe(error)}")
         return None
     try:
         return _read_parts(scca_file, compressed, result)
@@ -272,7 +224,7 @@ def _parse(
         try:
             scca_file.close()
         except Exception as error:  # noqa: BLE001
-            result.warn(f"libscca cannot close it: {_describe(error)}")
+            result.warn(f"libscca cannot close it: {describe(error)}")
 
 
 def _read_parts(
@@ -290,7 +242,7 @@ def _read_parts(
             filenames=[],
         )
     except Exception as error:  # noqa: BLE001
-        result.warn(f"cannot read the file header: {_describe(error)}")
+        result.warn(f"cannot read the file header: {describe(error)}")
         return None
     if not info.executable:
         result.warn("the executable name is empty (corrupted header)")
@@ -305,7 +257,7 @@ def _read_parts(
         try:
             timestamp = scca_file.get_last_run_time_as_integer(index)
         except Exception as error:  # noqa: BLE001
-            result.warn(f"cannot read last run time {index}: {_describe(error)}")
+            result.warn(f"cannot read last run time {index}: {describe(error)}")
             info.complete = False
             break
         if timestamp:  # unused slots are zero
@@ -329,7 +281,7 @@ def _read_parts(
                 )
             )
     except Exception as error:  # noqa: BLE001
-        result.warn(f"cannot read volume {len(info.volumes)}: {_describe(error)}")
+        result.warn(f"cannot read volume {len(info.volumes)}: {describe(error)}")
         info.complete = False
     # Windows writes device paths as \DEVICE\... or \VOLUME{...}; an empty or
     # garbled one is what libscca makes of a cut or damaged volume section (seen
@@ -353,7 +305,7 @@ def _read_parts(
     except Exception as error:  # noqa: BLE001
         result.warn(
             f"cannot read referenced file {len(info.filenames) + missing}: "
-            f"{_describe(error)}"
+            f"{describe(error)}"
         )
         info.complete = False
     if missing:

@@ -14,9 +14,7 @@ Trace at its deletion time. Bad input never raises: it ends as a warning.
 from __future__ import annotations
 
 import dataclasses
-import io
 import ntpath
-import os
 import re
 import struct
 from typing import BinaryIO
@@ -26,6 +24,7 @@ from dfdatetime import filetime as dfdatetime_filetime
 from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.parsers import manager
+from toolmarks.parsers.reading import Refused, describe, read_bounded
 
 DATA_TYPE = "toolmarks:recyclebin:trace"
 
@@ -34,8 +33,6 @@ DESC_DELETION = "Content Deletion Time"
 
 # An INFO2 of 64 MiB holds some 80,000 records; a bigger one is no INFO2.
 MAX_SIZE = 64 * 1024 * 1024
-_READ_CHUNK = 1024 * 1024
-_MAX_ERROR_TEXT = 400
 
 # $I: format version, original file size, deletion FILETIME.
 _I_HEADER = struct.Struct("<QQQ")
@@ -104,10 +101,6 @@ class RecycleBinResult:
         self.warnings.append(f"{self.source}: recycle bin: {problem}")
 
 
-class _Refused(Exception):
-    """The file is not read; the message says why."""
-
-
 def is_recycle_bin_name(file_name: str) -> bool:
     """True for `$I…` and `INFO2` names, the only files this parser reads."""
     upper = file_name.upper()
@@ -132,12 +125,12 @@ def parse_recyclebin(
     if not is_recycle_bin_name(file_name):
         return result
     try:
-        data = _read_bounded(file_object, max_size)
-    except _Refused as error:
+        data = read_bounded(file_object, max_size)
+    except Refused as error:
         result.warn(str(error))
         return result
     except Exception as error:  # noqa: BLE001 - any file-object failure is a warning
-        result.warn(f"cannot read the file: {_describe(error)}")
+        result.warn(f"cannot read the file: {describe(error)}")
         return result
     try:
         if file_name.upper() == "INFO2":
@@ -152,7 +145,7 @@ def parse_recyclebin(
     except Exception as error:  # noqa: BLE001
         # A bug of ours must not end a scan of a whole disk at one odd file; it
         # is reported, and tests fail on any "internal error" warning.
-        result.warn(f"internal error: {_describe(error)}")
+        result.warn(f"internal error: {describe(error)}")
         result.traces = []
     return result
 
@@ -404,32 +397,6 @@ def _trace(item: DeletedItem, source: str, compiled: CompiledSet) -> Trace | Non
         matches,
         attributes,
     )
-
-
-def _describe(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    if len(text) > _MAX_ERROR_TEXT:
-        text = text[:_MAX_ERROR_TEXT] + "…"
-    return f"{type(error).__name__}: {text}"
-
-
-def _read_bounded(file_object: BinaryIO, max_size: int) -> bytes:
-    """All bytes of the file, or _Refused if it holds more than max_size."""
-    try:
-        file_object.seek(0, os.SEEK_SET)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        pass  # a stream that cannot seek is read from where it stands
-    chunks = []
-    total = 0
-    while total <= max_size:
-        chunk = file_object.read(min(_READ_CHUNK, max_size + 1 - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    if total > max_size:
-        raise _Refused(f"more than the limit of {max_size} bytes: not read")
-    return b"".join(chunks)
 
 
 manager.register(

@@ -16,8 +16,6 @@ zone to give, read as UTC, as plaso does without --timezone.
 from __future__ import annotations
 
 import dataclasses
-import io
-import os
 import re
 import struct
 import uuid
@@ -35,13 +33,12 @@ from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.indicators.model import Indicator
 from toolmarks.parsers import manager
+from toolmarks.parsers.reading import Refused, describe, read_bounded
 
 DATA_TYPE = "toolmarks:task:trace"
 
 # Real task files are a few KiB; the cap only bounds what a hostile file costs.
 MAX_SIZE = 4 * 1024 * 1024
-_READ_CHUNK = 1024 * 1024
-_MAX_ERROR_TEXT = 400
 
 # plaso's wording for .job files (timeliner.yaml windows:tasks:job/trigger).
 DESC_REGISTRATION = "Registration Time"
@@ -159,10 +156,6 @@ class TaskResult:
         self.warnings.append(f"{self.source}: task: {problem}")
 
 
-class _Refused(Exception):
-    """The file is not read further; the message says why."""
-
-
 def parse_tasks(
     file_object: BinaryIO,
     source: str,
@@ -181,45 +174,18 @@ def parse_tasks(
     file_name = file_name or re.split(r"[\\/]", source)[-1]
     expected = bool(_TASKS_FOLDER.search(source)) or file_name.lower().endswith(".job")
     try:
-        data = _read_bounded(file_object, max_size)
+        data = read_bounded(file_object, max_size)
         result.info = _parse(data, source, file_name, result, expected)
-    except _Refused as error:
+    except Refused as error:
         if expected:
             result.warn(str(error))
         return result
     except Exception as error:  # noqa: BLE001 - one odd file never ends a scan
-        result.warn(f"internal error: {_describe(error)}")
+        result.warn(f"internal error: {describe(error)}")
         return result
     if result.info is not None:
         result.traces = _traces(result.info, result, compiled)
     return result
-
-
-def _describe(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    if len(text) > _MAX_ERROR_TEXT:
-        text = text[:_MAX_ERROR_TEXT] + "…"
-    return f"{type(error).__name__}: {text}"
-
-
-def _read_bounded(file_object: BinaryIO, max_size: int) -> bytes:
-    try:
-        file_object.seek(0, os.SEEK_SET)
-    except (OSError, io.UnsupportedOperation):
-        pass  # a stream that cannot seek is read from where it stands
-    chunks, total = [], 0
-    try:
-        while total <= max_size:
-            chunk = file_object.read(min(_READ_CHUNK, max_size + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    except OSError as error:
-        raise _Refused(f"cannot read the file: {_describe(error)}") from error
-    if total > max_size:
-        raise _Refused(f"more than the limit of {max_size} bytes: not read")
-    return b"".join(chunks)
 
 
 def _task_path(source: str, file_name: str) -> str:
@@ -234,7 +200,7 @@ def _parse(
     data: bytes, source: str, file_name: str, result: TaskResult, expected: bool
 ) -> TaskInfo | None:
     if not data:
-        raise _Refused("empty file")
+        raise Refused("empty file")
     head = data[:4]
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head[:3] == b"\xef\xbb\xbf":
         return _parse_xml(data, source, file_name, result)
@@ -246,7 +212,7 @@ def _parse(
             return _parse_job(data, file_name, result)
     if file_name.lower().endswith(".job"):
         return _parse_job(data, file_name, result)
-    raise _Refused(
+    raise Refused(
         "neither a task XML file (no BOM, no '<') nor a .job file (first bytes "
         f"{data[:8].hex()}, {len(data)} bytes)"
     )
@@ -270,7 +236,7 @@ def _decode(data: bytes, result: TaskResult) -> str:
             result.warn("UTF-16 LE without a BOM, not as Task Scheduler writes it")
             return data.decode("utf-16-le")
     except UnicodeDecodeError as error:
-        raise _Refused(
+        raise Refused(
             f"not valid UTF-16: bad bytes at offset {bom + error.start} "
             f"({error.reason})"
         ) from error
@@ -278,7 +244,7 @@ def _decode(data: bytes, result: TaskResult) -> str:
     try:
         text = data[bom:].decode("utf-8")
     except UnicodeDecodeError as error:
-        raise _Refused(
+        raise Refused(
             f"neither UTF-16 nor UTF-8: bad byte at offset {bom + error.start}"
         ) from error
     result.warn("UTF-8, not UTF-16 as Task Scheduler writes it: read anyway")
@@ -310,17 +276,17 @@ def _parse_xml(
             text, forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
     except DefusedXmlException as error:
-        raise _Refused(
+        raise Refused(
             f"XML refused: a DTD or entity declaration ({type(error).__name__}; "
             "task files have none: an XML bomb or external entity)"
         ) from error
     except ElementTree.ParseError as error:
         line, column = error.position
-        raise _Refused(
-            f"not well-formed XML at line {line}, column {column}: {_describe(error)}"
+        raise Refused(
+            f"not well-formed XML at line {line}, column {column}: {describe(error)}"
         ) from error
     if _local(root.tag) != "Task":
-        raise _Refused(f"XML root element is {_local(root.tag)!r}, not Task")
+        raise Refused(f"XML root element is {_local(root.tag)!r}, not Task")
 
     info = TaskInfo(task_format="xml", task_path=_task_path(source, file_name))
     registration = _child(root, "RegistrationInfo")
@@ -412,7 +378,7 @@ def _iso_date(text: str) -> dfdatetime_interface.DateTimeValues:
 
 def _parse_job(data: bytes, file_name: str, result: TaskResult) -> TaskInfo:
     if len(data) < _FIXED.size:
-        raise _Refused(
+        raise Refused(
             f".job: truncated fixed-length section ({len(data)} of {_FIXED.size} bytes)"
         )
     fields = _FIXED.unpack_from(data)
@@ -420,7 +386,7 @@ def _parse_job(data: bytes, file_name: str, result: TaskResult) -> TaskInfo:
     exit_code, status, flags = fields[11:14]
     last_run = fields[14:22]
     if fmt != 1 or product not in JOB_PRODUCT_VERSIONS:
-        raise _Refused(
+        raise Refused(
             f".job: product version 0x{product:04x}, format version {fmt}: not "
             "a Task Scheduler 1.0 file"
         )
@@ -454,7 +420,7 @@ def _parse_job(data: bytes, file_name: str, result: TaskResult) -> TaskInfo:
         for field in ("user data", "reserved data"):
             size = _u16(data, offset, field)
             if offset + 2 + size > len(data):
-                raise _Refused(
+                raise Refused(
                     f".job: {field} at offset {offset}: {size} bytes run past "
                     f"the end of the file ({len(data)} bytes)"
                 )
@@ -468,13 +434,13 @@ def _parse_job(data: bytes, file_name: str, result: TaskResult) -> TaskInfo:
         offset += 2
         for index in range(count):
             if offset + _TRIGGER_SIZE > len(data):
-                raise _Refused(
+                raise Refused(
                     f".job: trigger {index} of {count} at offset {offset} runs "
                     f"past the end of the file ({len(data)} bytes)"
                 )
             info.triggers.append(_job_trigger(data, offset, index, info, result))
             offset += _TRIGGER_SIZE
-    except _Refused as error:
+    except Refused as error:
         result.warn(f"{error}; the rest of the file is not read")
     info.actions.append(
         Action(
@@ -490,7 +456,7 @@ def _parse_job(data: bytes, file_name: str, result: TaskResult) -> TaskInfo:
 
 def _u16(data: bytes, offset: int, field: str) -> int:
     if offset + 2 > len(data):
-        raise _Refused(
+        raise Refused(
             f".job: {field} at offset {offset} lies past the end of the file "
             f"({len(data)} bytes)"
         )
@@ -502,7 +468,7 @@ def _job_string(data: bytes, offset: int, field: str) -> tuple[str, int]:
     characters = _u16(data, offset, f"{field} length")
     end = offset + 2 + 2 * characters
     if end > len(data):
-        raise _Refused(
+        raise Refused(
             f".job: {field} at offset {offset}: {characters} characters run "
             f"past the end of the file ({len(data)} bytes)"
         )

@@ -260,14 +260,11 @@ class _Parser:
         self.result = result
         self.compiled = compiled
         self.kept: list[Record] | None = [] if keep else None
-        # The letter-name regexes use a backreference, which the compiled set's
-        # one-regex prefilter renumbers away; match them on their own.
-        self.wipe_regexes = [
-            (ind, re.compile(ind.fields["regex"], 0 if _case(ind) else re.IGNORECASE))
+        self.wipe_ids = {
+            ind.id
             for ind in compiled.indicator_set.indicators("filenames")
             if ind.id in WIPE_INDICATORS
-        ]
-        self.wipe_ids = {ind.id for ind, _ in self.wipe_regexes}
+        }
         self.names: dict[tuple[bytes, int], tuple[str, str, list[Indicator]]] = {}
         self.root_names: dict[bytes, bool] = {}
         self.other_names: dict[bytes, bool] = {}
@@ -425,11 +422,7 @@ class _Parser:
         return record
 
     def _match(self, path: str) -> list[Indicator]:
-        found = self.compiled.filenames.match(path)
-        for ind, regex in self.wipe_regexes:
-            if ind not in found and regex.search(path):
-                found.append(ind)
-        return found
+        return self.compiled.filenames.match(path)
 
     def _track(self, record: Record) -> None:
         ref = record.file_reference
@@ -569,10 +562,6 @@ class _Parser:
                 "deleted": True,
             },
         )
-
-
-def _case(indicator: Indicator) -> bool:
-    return bool(indicator.fields.get("case_sensitive", False))
 
 
 def _first(item: tuple[int, Trace]) -> int:

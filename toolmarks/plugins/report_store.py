@@ -16,25 +16,9 @@ from toolmarks.output import plaso_storage, report
 from toolmarks.plugins.store import TagStore
 from toolmarks.plugins.tagging import OWN_PREFIX, own_matches
 
-# Event data attributes toolmarks' plaso writer adds to a trace's own
-# (toolmarks.output.plaso_storage.event_data_of), and plaso's bookkeeping.
-_WRITER_ATTRIBUTES = frozenset(
-    {
-        "data_type",
-        "display_name",
-        "indicator_set_version",
-        "indicators",
-        "match_kinds",
-        "match_summary",
-        "matched_values",
-        "matches",
-        "source_location",
-        "tool",
-        "path_spec",
-        "yara_match",
-    }
-)
-_RENAMED = "trace_"  # the writer's prefix for a trace attribute plaso reserves
+# What toolmarks' plaso writer adds to a trace's own attributes, and the
+# stream attributes plaso keeps beside them.
+_WRITER_ATTRIBUTES = plaso_storage.OWN_ATTRIBUTES | {"path_spec", "yara_match"}
 
 
 def store_report(path: str, indicator_set: IndicatorSet) -> str:
@@ -62,7 +46,7 @@ def store_report(path: str, indicator_set: IndicatorSet) -> str:
             for key, value in values.items():
                 if key.startswith("_") or key in skip:
                     continue
-                attributes[key.removeprefix(_RENAMED)] = value
+                attributes[key.removeprefix(plaso_storage.RENAMED_PREFIX)] = value
             if values.get("indicator_set_version"):
                 versions[str(values["indicator_set_version"])] = None
             timeless = event.timestamp is None or event.timestamp_desc == NOT_A_TIME
