@@ -10,7 +10,7 @@ import sys
 import traceback
 
 from toolmarks import __version__
-from toolmarks.cli import indicators, plaso, report, scan, tag
+from toolmarks.cli import batch, indicators, plaso, report, scan, tag
 from toolmarks.cli.common import EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, Parser, UsageError
 
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     indicators.add_parser(commands)
     scan.add_parser(commands)
+    batch.add_parser(commands)
     tag.add_parser(commands)
     report.add_parser(commands)
     plaso.add_parsers(commands)

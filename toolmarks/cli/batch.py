@@ -1,0 +1,156 @@
+"""`toolmarks batch IMAGE… -o CASEDIR`: many images, one case."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from toolmarks.cli.common import UsageError, add_indicator_options, load_set
+from toolmarks.cli.scan import _size
+from toolmarks.engine.scan import ScanOptions, default_workers
+from toolmarks.output.text import printable
+
+if TYPE_CHECKING:
+    from toolmarks.output.case import CaseImage
+
+
+def _from_list(path: str) -> list[str]:
+    """Image paths, one a line; blank lines and `#` comments ignored; relative
+    paths are relative to the list's folder."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path}: cannot read the image list: {error}")
+    base = Path(path).parent
+    images = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            images.append(line if Path(line).is_absolute() else str(base / line))
+    return images
+
+
+def run(args: argparse.Namespace) -> int:
+    from toolmarks.engine.batch import BatchOptions, scan_images
+    from toolmarks.output.case import CASE_HTML, write_case
+
+    images = list(args.images)
+    for path in args.from_list:
+        images.extend(_from_list(path))
+    if not images:
+        raise UsageError("no images: name them or give --from-list FILE")
+    if args.workers < 0:
+        raise UsageError("--workers must be 1 or more")
+    case_dir = Path(args.output)
+    if case_dir.exists() and not case_dir.is_dir():
+        raise UsageError(f"{case_dir}: exists and is not a folder")
+    for image in images:
+        resolved = Path(image).resolve()
+        if resolved == case_dir.resolve() or case_dir.resolve() in resolved.parents:
+            raise UsageError(f"{case_dir}: the case folder must not hold the evidence")
+    indicator_set = load_set(args)
+    options = BatchOptions(
+        scan=ScanOptions(
+            partitions=args.partitions,
+            vss=args.vss,
+            max_file_size=args.max_file_size,
+            artefacts=not args.no_artefacts,
+            leads=not args.no_leads,
+            scan_metadata=args.scan_metadata,
+            unallocated=args.unallocated,
+        ),
+        verify=not args.no_verify,
+    )
+    total = len(dict.fromkeys(images))
+    seen = 0
+
+    def done(result: CaseImage) -> None:
+        nonlocal seen
+        seen += 1
+        where = f"[{seen}/{total}] {printable(result.name)}"
+        if result.status != "ok":
+            text = f"FAILED: {printable(result.error or '')}"
+        elif result.skipped:
+            text = "skipped: already scanned with the same versions and options"
+        else:
+            text = f"scanned in {result.seconds} s, {result.warnings} warnings"
+        print(f"toolmarks: {where}: {text}", file=sys.stderr)
+
+    results = scan_images(
+        images,
+        case_dir,
+        indicator_set,
+        options,
+        workers=args.workers or default_workers(),
+        rescan=args.rescan,
+        command_line=shlex.join(["toolmarks", *sys.argv[1:]]),
+        done=done,
+    )
+    view = write_case(case_dir, results)
+    skipped = sum(r.skipped for r in results)
+    failed = view["images_failed"]
+    print(
+        f"toolmarks: {len(results)} images: {len(results) - skipped - len(failed)} "
+        f"scanned, {skipped} skipped, {len(failed)} failed -> {case_dir / CASE_HTML}",
+        file=sys.stderr,
+    )
+    for tool, item in view["tools"].items():
+        hosts = ", ".join(printable(h["host"]) for h in item["hosts"])
+        print(f"toolmarks: {tool}: {hosts}", file=sys.stderr)
+    if failed:
+        names = ", ".join(printable(name) for name in failed)
+        print(
+            f"toolmarks: failed images (why: case.json): {names}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "batch",
+        help="scan many images into one case",
+        description="Scans every image into CASEDIR/<image name>/ (the outputs of "
+        "`toolmarks scan`), several at once on a local process pool, and writes "
+        "the case view: case.json, case.html (which tools on which host, and "
+        "when) and case.jsonl (every image's timeline, for Timesketch). Images "
+        "already scanned with the same toolmarks version, indicator set and "
+        "options are skipped unless --rescan.",
+    )
+    parser.add_argument("images", nargs="*", metavar="IMAGE")
+    parser.add_argument("-o", "--output", required=True, metavar="CASEDIR")
+    parser.add_argument(
+        "--from-list",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file naming one image a line (relative to the file's folder; "
+        "# comments); repeatable",
+    )
+    parser.add_argument(
+        "--rescan",
+        action="store_true",
+        help="scan every image again, even those already scanned",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes in all (default: one per core); images are scanned in "
+        "parallel, leftover processes go to the scans of fewer, larger images",
+    )
+    parser.add_argument("--partitions", default="all", help="as for scan")
+    parser.add_argument("--vss", default="none", help="as for scan")
+    parser.add_argument(
+        "--max-file-size", type=_size, metavar="SIZE", help="as for scan"
+    )
+    parser.add_argument("--no-artefacts", action="store_true", help="as for scan")
+    parser.add_argument("--no-leads", action="store_true", help="as for scan")
+    parser.add_argument("--scan-metadata", action="store_true", help="as for scan")
+    parser.add_argument("--unallocated", action="store_true", help="as for scan")
+    parser.add_argument("--no-verify", action="store_true", help="as for scan")
+    add_indicator_options(parser)
+    parser.set_defaults(run=run)
