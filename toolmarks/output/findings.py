@@ -20,7 +20,7 @@ from typing import Any
 from toolmarks.events import Trace
 from toolmarks.indicators.model import STAGES_JA, Tool
 from toolmarks.output.timeline import iso_time
-from toolmarks.parsers import content, eventlog, leads, prefetch, registry
+from toolmarks.parsers import content, eventlog, leads, manager, prefetch, registry
 
 SCHEMA = "toolmarks-findings/1"
 
@@ -64,21 +64,11 @@ _PHRASES = {
 _SERVICE_INSTALLS = {("system", 7045), ("security", 4697)}
 # The seed's stages in its order: findings are listed along them.
 STAGE_ORDER = list(STAGES_JA.values())
-# Other parsers' data types and the kind of all their events.
-_DATA_TYPE_KINDS = {
-    content.DATA_TYPE_UNALLOCATED: "remnant",
-    prefetch.DATA_TYPE: "executed",
-    "toolmarks:task:trace": "scheduled",
-    "toolmarks:recyclebin:trace": "present",
-    "toolmarks:usn:trace": "remnant",
-}
 
 
 def evidence_kind(trace: Trace) -> str:
     """The kind of evidence one event is (a key of KINDS)."""
     attributes = trace.attributes
-    if trace.data_type == content.DATA_TYPE_FILE:
-        return "present"
     if trace.data_type == registry.DATA_TYPE:
         return _REGISTRY_KINDS.get(attributes.get("artefact", "key"), "configured")
     if trace.data_type == eventlog.DATA_TYPE:
@@ -90,11 +80,12 @@ def evidence_kind(trace: Trace) -> str:
         return "executed"
     if attributes.get("artefact") == "sdelete_wipe":
         return "executed"  # SDelete's renames in the journal: the tool at work
-    return _DATA_TYPE_KINDS.get(trace.data_type, "present")
+    definition = manager.by_data_type(trace.data_type)
+    return definition.evidence if definition else "present"
 
 
 @dataclasses.dataclass
-class Evidence:
+class KindEvidence:
     """The events of one kind for one tool."""
 
     events: int = 0
@@ -120,7 +111,7 @@ class Finding:
     title: str
     stages: list[str]
     dual_use: bool
-    evidence: dict[str, Evidence]
+    evidence: dict[str, KindEvidence]
     runs: int | None  # the highest run count a prefetch file of it holds
     on_disk: bool  # an allocated file of it was found
 
@@ -223,7 +214,7 @@ def findings(traces: Iterable[Trace], tools: dict[str, Tool]) -> list[Finding]:
                     on_disk=False,
                 )
             weak = all(m.weak for m in trace.matches if m.tool == tool_id)
-            finding.evidence.setdefault(kind, Evidence()).add(trace, weak)
+            finding.evidence.setdefault(kind, KindEvidence()).add(trace, weak)
             if trace.data_type == prefetch.DATA_TYPE:
                 runs = trace.attributes.get("run_count")
                 if isinstance(runs, int):

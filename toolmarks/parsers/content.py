@@ -227,6 +227,7 @@ manager.register(
 manager.register(
     manager.ParserDefinition(
         name="unallocated",
+        evidence="remnant",
         data_type=DATA_TYPE_UNALLOCATED,
         description="indicator strings in unallocated clusters",
         times={},

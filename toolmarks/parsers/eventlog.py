@@ -322,6 +322,7 @@ _ATTRIBUTE_NAMES = {
 manager.register(
     manager.ParserDefinition(
         name="eventlog",
+        evidence="executed",
         data_type=DATA_TYPE,
         description="Windows XML event logs (EVTX): records named by indicators",
         times={"creation_time": DESC_CREATION},

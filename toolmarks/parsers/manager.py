@@ -52,6 +52,9 @@ class ParserDefinition:
     # (offset, bytes) signatures plaso's signature scanner recognises it by.
     signatures: tuple[tuple[int, bytes], ...] = ()
     parse: ParseFunction | None = None
+    # What its events show of a tool, as findings name it (output.findings
+    # KINDS); the registry and event log parsers' events say more per event.
+    evidence: str = "present"
 
     @property
     def parser_name(self) -> str:

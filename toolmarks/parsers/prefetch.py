@@ -406,6 +406,7 @@ def _traces(
 manager.register(
     manager.ParserDefinition(
         name="prefetch",
+        evidence="executed",
         data_type=DATA_TYPE,
         description="Windows prefetch files: runs of programs named by indicators",
         times={"last_run_time": DESC_LAST_RUN, "previous_run_times": DESC_PREVIOUS_RUN},

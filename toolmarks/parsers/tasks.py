@@ -611,6 +611,7 @@ def _traces(info: TaskInfo, result: TaskResult, compiled: CompiledSet) -> list[T
 manager.register(
     manager.ParserDefinition(
         name="tasks",
+        evidence="scheduled",
         data_type=DATA_TYPE,
         description="Scheduled tasks (XML and .job): actions running tool paths",
         times={

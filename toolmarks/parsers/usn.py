@@ -581,6 +581,7 @@ _PATH = re.compile(r"^/\$Extend/\$UsnJrnl:\$J$")
 manager.register(
     manager.ParserDefinition(
         name="usn",
+        evidence="remnant",
         data_type=DATA_TYPE,
         description="NTFS USN change journal ($UsnJrnl:$J): tool names, SDelete wipes",
         times={"update_time": DESC_UPDATE, "deletion_time": DESC_DELETION},
