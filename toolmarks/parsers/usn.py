@@ -52,6 +52,9 @@ MAX_WARNINGS = 20  # then one line counts the rest
 _V2 = struct.Struct("<IHHQQqqIIIIHH")  # USN_RECORD_V2, name at 60
 _V3 = struct.Struct("<IHHQQQQqqIIIIHH")  # USN_RECORD_V3 (128-bit references)
 _HEAD = struct.Struct("<IH")
+# What _dull needs of a V2 record: file and parent references, reasons, name
+# length and offset.
+_V2_DULL = struct.Struct("<8xQQ16xI12xHH")
 _ZERO_CHUNK = bytes(CHUNK_SIZE)
 
 REASON_CLOSE = 0x80000000
@@ -344,17 +347,18 @@ class _Parser:
         no indicator, its file is neither followed nor renamed away."""
         if self.kept is not None or length < _V2.size:
             return False
-        fields = _V2.unpack_from(data, position)
-        name_length, name_offset = fields[11], fields[12]
+        file_ref, parent_ref, reasons, name_length, name_offset = _V2_DULL.unpack_from(
+            data, position
+        )
         if name_offset < _V2.size or name_offset + name_length > length:
             return False  # the full read warns
-        if fields[3] in self.open or fields[3] in self.wipes:
+        if file_ref in self.open or file_ref in self.wipes:
             return False
-        if fields[7] & REASON_RENAME_OLD_NAME:
+        if reasons & REASON_RENAME_OLD_NAME:
             return False
         start = position + name_offset
         raw = data[start : start + name_length]
-        root = fields[4] & 0xFFFFFFFFFFFF == ROOT_ENTRY
+        root = parent_ref & 0xFFFFFFFFFFFF == ROOT_ENTRY
         cache = self.root_names if root else self.other_names
         hit = cache.get(raw)
         if hit is None:
