@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from toolmarks.cli.common import UsageError, add_indicator_options, load_set
 from toolmarks.cli.scan import _size
-from toolmarks.engine.scan import ScanOptions, default_workers
 from toolmarks.output.text import printable
 
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ def _from_list(path: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from toolmarks.engine.batch import BatchOptions, scan_images
+    from toolmarks.engine.scan import ScanOptions, default_workers
     from toolmarks.output.case import CASE_HTML, write_case
 
     images = list(args.images)

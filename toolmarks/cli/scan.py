@@ -10,16 +10,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolmarks.cli.common import UsageError, add_indicator_options, load_set
-from toolmarks.engine.scan import (
-    ScanOptions,
-    count_totals,
-    default_workers,
-)
-from toolmarks.evidence import EvidenceError
 from toolmarks.output.text import printable
+
+if TYPE_CHECKING:
+    from toolmarks.engine.scan import ScanOptions
 
 
 class Progress:
@@ -88,6 +85,8 @@ class Progress:
             return
 
         def count() -> None:
+            from toolmarks.engine.scan import count_totals
+
             try:
                 self.set_totals(*count_totals(image, options))
             except Exception:
@@ -105,7 +104,11 @@ def log(event: str, **fields: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the engine loads every parser and matcher, which
+    # `toolmarks --help` and the other commands need not pay for.
     from toolmarks.engine.run import run_scan
+    from toolmarks.engine.scan import ScanOptions, default_workers
+    from toolmarks.evidence import EvidenceError
     from toolmarks.output.findings import findings, summary_lines
     from toolmarks.output.writers import write_all
 
