@@ -55,6 +55,7 @@ SHIMCACHE_TIMES = {
 HIVES = {
     "/Windows/System32/config/SYSTEM",
     "/Windows/System32/config/SAM",
+    "/Windows/System32/config/SOFTWARE",
     "/Windows/System32/config/DEFAULT",
     "/Users/alice/NTUSER.DAT",
     "/Users/bob/NTUSER.DAT",
@@ -349,6 +350,18 @@ def test_traces_times_are_the_recorded_ones(scanned, traces_images) -> None:
         if trace.attributes["artefact"] == "shimcache" and path in SHIMCACHE_TIMES:
             assert abs(filetime(trace) - filetime_of(SHIMCACHE_TIMES[path])) <= 10
             assert trace.timestamp_desc == "File Last Modification Time"
+    # TaskCache: the planted DynamicInfo times (traces.yaml), UTC FILETIMEs.
+    cached = {
+        t.attributes["time_of"]: t
+        for t in registry
+        if t.attributes["artefact"] == "task_cache"
+    }
+    assert {k: filetime(t) for k, t in cached.items()} == {
+        "registration": filetime_of("2021-02-14T03:10:00Z"),
+        "last run": filetime_of("2021-02-14T03:15:00Z"),
+    }
+    assert cached["registration"].timestamp_desc == "Registration Time"
+    assert cached["last run"].timestamp_desc == "Last Time Executed"
     # Keys: their last written time, read with python-registry from the file's
     # content as sleuthkit's icat returns it (deleted hive included).
     hives, hives_data = {}, {}
@@ -417,8 +430,10 @@ def test_traces_cli_timeline(traces_images, tmp_path: Path) -> None:
     prefetch = [r for r in rows if r["data_type"] == DATA_TYPE_PREFETCH]
     registry = [r for r in rows if r["data_type"] == DATA_TYPE_REGISTRY]
     assert len(prefetch) == sum(e.get("runs", 0) for e in planted) == 10
-    # One match per registry trace here, so one event per registry entry.
-    assert len(registry) == sum(e["data_type"] == DATA_TYPE_REGISTRY for e in planted)
+    # One registry entry per match of an event (a TaskCache event has two).
+    assert sum(len(r["matches"]) for r in registry) == sum(
+        e["data_type"] == DATA_TYPE_REGISTRY for e in planted
+    )
     for row in prefetch:
         assert row["tools"] == ["sdelete"]
         assert {"toolmarks", "tool_sdelete", "dual_use", "ioc_prefetch"} <= set(

@@ -21,6 +21,7 @@ KIND_OF = {
     ("toolmarks:registry:trace", "eula"): "accepted",
     ("toolmarks:registry:trace", "shimcache"): "listed",
     ("toolmarks:registry:trace", "service"): "installed",
+    ("toolmarks:registry:trace", "task_cache"): "scheduled",
     ("toolmarks:registry:trace", "deleted_key"): "remnant",
     ("toolmarks:usn:trace", "usn_record"): "remnant",
     ("toolmarks:usn:trace", "sdelete_wipe"): "executed",

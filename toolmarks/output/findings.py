@@ -46,6 +46,7 @@ _REGISTRY_KINDS = {
     "bam": "executed",
     "runmru": "executed",
     "service": "installed",
+    "task_cache": "scheduled",
     "eula": "accepted",
     "shimcache": "listed",
     "amcache": "listed",

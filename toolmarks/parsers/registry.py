@@ -4,7 +4,8 @@ One pass over a hive with libregf (pyregf): registry indicators are matched on
 every key path, value name and value data; services, the Sysinternals EULA
 keys and the execution artefacts (ShimCache, Amcache, UserAssist, BAM/DAM,
 MUICache, RunMRU) are decoded and their program paths matched with the
-filename and SHA-1 indicators. Keys below every ControlSetNNN are matched as
+filename and SHA-1 indicators; the TaskCache's task actions with the filename
+and commandline indicators, as the task files' parser matches them. Keys below every ControlSetNNN are matched as
 CurrentControlSet\... (and as spelt), so a service left only in an older
 control set is found too; traces give the real path and say whether its
 control set is the current one (Select\Current). Key cells left in the hive's
@@ -34,7 +35,7 @@ import pyregf
 from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.indicators.compiler import CompiledSet, RegexIndicator
 from toolmarks.indicators.model import Indicator
-from toolmarks.parsers import manager, registry_deleted, registry_repair
+from toolmarks.parsers import manager, registry_deleted, registry_repair, tasks
 from toolmarks.parsers import registry_artefacts as artefacts
 from toolmarks.parsers.registry_artefacts import (
     READ_ERRORS,
@@ -544,6 +545,7 @@ class _HiveParser:
             "NTUSER": self._user_artefacts,
             "USRCLASS": self._user_artefacts,
             "AMCACHE": self._amcache_artefacts,
+            "SOFTWARE": self._software_artefacts,
         }
         if info.hive_type in readers:
             readers[info.hive_type](root)
@@ -647,6 +649,106 @@ class _HiveParser:
         found = artefacts.find(root, "", "Root\\File")
         if found is not None:
             self._entries(artefacts.amcache_file(*found, self.damaged, limit))
+
+    def _software_artefacts(self, root: Any) -> None:
+        found = artefacts.find(root, "", artefacts.TASK_CACHE_KEY)
+        if found is None:
+            return
+        limit = self.limits.max_subkeys_per_key
+        cached = artefacts.task_cache(
+            *found, self.damaged, limit, self.limits.max_data_bytes, self.warn
+        )
+        for task in cached:
+            self._cached_task(task)
+
+    def _cached_task(self, task: artefacts.CachedTask) -> None:
+        """A TaskCache task whose actions meet filename or commandline
+        indicators: one trace per time DynamicInfo holds."""
+        decoded = task.actions
+        if decoded is None or not decoded.actions:
+            return
+        info = tasks.TaskInfo("task_cache", task.task_path or task.task_id)
+        info.actions = decoded.actions
+        found = tasks.task_matches(info, self.compiled)
+        if not found:
+            return
+        # Registry evidence like the other artefacts; how it matched is `via`.
+        matches = [
+            dataclasses.replace(
+                m, kind="registry", detail=tuple(sorted((*m.detail, ("via", m.kind))))
+            )
+            for _, m in found
+        ]
+        action = decoded.actions[min(number for number, _ in found)]
+        dynamic = task.dynamic_info
+        times = {
+            "registration": artefacts.filetime(dynamic.registration if dynamic else 0),
+            "last run": artefacts.filetime(dynamic.last_run if dynamic else 0),
+            "last successful run": artefacts.filetime(
+                dynamic.last_successful_run if dynamic else 0
+            ),
+        }
+        extra = {
+            "task_path": task.task_path,
+            "task_id": task.task_id,
+            "tree_path": task.tree_path,
+            "command": action.command,
+            "arguments": action.arguments,
+            "working_directory": action.working_directory,
+            "actions": [a.command_line for a in decoded.actions],
+            "other_actions": decoded.other,
+            "actions_version": decoded.version,
+            "context": decoded.context,
+            "registration_time_text": artefacts.iso(times["registration"]),
+            "last_run_time_text": artefacts.iso(times["last run"]),
+            "last_successful_run_time_text": artefacts.iso(
+                times["last successful run"]
+            ),
+            "last_error": f"0x{dynamic.last_error:08x}" if dynamic else None,
+            "matched_values": list(dict.fromkeys(m.value for m in matches)),
+        }
+        if task.tree_path is None:
+            # Task Scheduler lists tasks from Tree: a task missing there is
+            # one its listings do not show (removed, or hidden on purpose).
+            extra["note"] = "no Tree key names this task's Id"
+        moments = [
+            (when, description, what)
+            for (what, description) in (
+                ("registration", tasks.DESC_REGISTRATION),
+                ("last run", TIME_LAST_RUN),
+            )
+            if (when := times[what]) is not None
+        ] or [(artefacts.key_time(task.key), TIME_LAST_WRITTEN, "key last written")]
+        for when, description, what in moments:
+            self._add(
+                ("task_cache", task.key_path.lower(), what),
+                matches,
+                lambda w=when, d=description, t=what: self._task_trace(
+                    task, action, extra, w, d, t
+                ),
+            )
+
+    def _task_trace(
+        self,
+        task: artefacts.CachedTask,
+        action: tasks.Action,
+        extra: dict[str, Any],
+        when: Any,
+        description: str,
+        what: str,
+    ) -> Trace:
+        attributes = self._base_attributes(
+            task.key_path, "Actions", action.command_line
+        )
+        attributes.update(extra, artefact="task_cache", time_of=what)
+        return Trace(
+            data_type=DATA_TYPE,
+            timestamp=when,
+            timestamp_desc=description if when else NOT_A_TIME,
+            source=self.source,
+            matches=[],
+            attributes=attributes,
+        )
 
     def _filename_matches(self, candidates: list[str]) -> list[Match]:
         matches: list[Match] = []
@@ -934,6 +1036,7 @@ manager.register(
             "file_modification_time": TIME_FILE_MODIFICATION,
             "last_run_time": TIME_LAST_RUN,
             "last_written_time": TIME_LAST_WRITTEN,
+            "registration_time": tasks.DESC_REGISTRATION,
         },
         report_fields=(
             "artefact",
@@ -941,10 +1044,11 @@ manager.register(
             "value_name",
             "value_data",
             "user",
+            "task_path",
             "cell_offset",
             "note",
         ),
-        indicator_sections=("registry", "filenames", "hashes"),
+        indicator_sections=("registry", "filenames", "hashes", "commandline"),
         paths=_HIVE_PATH,
         signatures=((0, _SIGNATURE),),
         parse=lambda stream, source, compiled, name: parse_hive(

@@ -20,11 +20,14 @@ import dataclasses
 import functools
 import re
 import struct
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from dfdatetime import filetime as dfdatetime_filetime
 from dfdatetime import interface as dfdatetime_interface
+
+from toolmarks.parsers.tasks import Action
 
 # plaso's wording (plaso/lib/definitions.py and data/timeliner.yaml); plaso has
 # no constant for a key's last written time, its appcompatcache timeliner
@@ -368,8 +371,8 @@ def shimcache(key: Any, key_path: str, control_set: int | None, warn: Warn) -> l
             "control_set": control_set,
             "control_sets": [control_set],
             "insertion_flags": event.insertion_flags,
-            "last_update_time": _iso(event.last_update_time),
-            "key_last_written_time": _iso(written),
+            "last_update_time": iso(event.last_update_time),
+            "key_last_written_time": iso(written),
         }
         entries.append(
             Entry(
@@ -655,10 +658,269 @@ def service_fields(key: Any, key_path: str, warn: Warn) -> dict[str, Any]:
     }
 
 
-def _iso(value: dfdatetime_interface.DateTimeValues | None) -> str | None:
+def iso(value: dfdatetime_interface.DateTimeValues | None) -> str | None:
     if value is None:
         return None
     try:
         return value.CopyToDateTimeStringISO8601()
     except (TypeError, ValueError):
         return None
+
+
+# --- TaskCache (SOFTWARE) ----------------------------------------------------
+# Task Scheduler 2.0 keeps each task in SOFTWARE too, beside its XML file:
+# Tasks\{GUID} holds Path (the task's name), Actions and DynamicInfo (binary),
+# Tree\<task path> an Id value naming the GUID. Layouts: G DATA Advanced
+# Analytics, winreg-tasks kaitai/actions.ksy and kaitai/dynamic_info.ksy
+# (https://github.com/GDATAAdvancedAnalytics/winreg-tasks, and the post
+# https://cyber.wtf/?p=1923); DynamicInfo also libyal winreg-kb
+# docs/sources/system-keys/Task-scheduler.md and plaso's windows_task_cache
+# plugin (task_scheduler.yaml). Windows 7 writes no Actions value.
+TASK_CACHE_KEY = "Microsoft\\Windows NT\\CurrentVersion\\Schedule\\TaskCache"
+ACTIONS_VERSIONS = (1, 2, 3)  # 3 adds the principal id (context) and exec flags
+_EXEC, _COM_HANDLER, _SEND_EMAIL, _SHOW_MESSAGE = 0x6666, 0x7777, 0x8888, 0x9999
+_EMAIL_STRINGS = 8  # from, to, cc, bcc, reply-to, server, subject, body
+# DynamicInfo: u32 3, FILETIME registration (winreg-tasks: creation; plaso:
+# last registered), FILETIME last run (plaso: launch), u32 task state, u32
+# last error code; 36-byte form (Windows 8+): FILETIME last successful run.
+_DYNAMIC_INFO = struct.Struct("<IQQII")
+_DYNAMIC_INFO_SIZES = (28, 36)
+MAX_TREE_DEPTH = 64
+
+
+class TaskCacheError(ValueError):
+    """Where and why a TaskCache value stops being readable."""
+
+
+@dataclasses.dataclass
+class TaskActions:
+    """A decoded Actions value: what was read before any problem."""
+
+    version: int | None = None
+    context: str | None = None  # the principal id (version 3)
+    actions: list[Action] = dataclasses.field(default_factory=list)
+    other: list[str] = dataclasses.field(default_factory=list)  # COM, e-mail …
+    problem: str | None = None
+
+
+@dataclasses.dataclass
+class DynamicInfo:
+    registration: int  # FILETIMEs; 0 when not set
+    last_run: int
+    task_state: int
+    last_error: int
+    last_successful_run: int | None  # Windows 8+ only
+
+
+@dataclasses.dataclass
+class CachedTask:
+    """One Tasks\\{GUID} key with its values decoded."""
+
+    key: Any
+    key_path: str
+    task_id: str
+    task_path: str | None
+    tree_path: str | None
+    actions: TaskActions | None
+    dynamic_info: DynamicInfo | None
+
+
+class _Reader:
+    """Bounded little-endian reads of one value's data."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def _take(self, size: int, what: str) -> bytes:
+        end = self.offset + size
+        if size < 0 or end > len(self.data):
+            raise TaskCacheError(
+                f"{what} at offset {self.offset}: {size} bytes run past the end "
+                f"of the data ({len(self.data)} bytes)"
+            )
+        chunk = self.data[self.offset : end]
+        self.offset = end
+        return chunk
+
+    def u16(self, what: str) -> int:
+        return struct.unpack("<H", self._take(2, what))[0]
+
+    def u32(self, what: str) -> int:
+        return struct.unpack("<I", self._take(4, what))[0]
+
+    def raw(self, size: int, what: str) -> bytes:
+        return self._take(size, what)
+
+    def string(self, what: str) -> str:
+        """A u32 byte count, then that many bytes of UTF-16 LE (no NUL)."""
+        start = self.offset
+        size = self.u32(f"{what} length")
+        try:
+            data = self._take(size, what)
+        except TaskCacheError:
+            self.offset = start
+            raise
+        return _utf16(data, keep_nul=True).rstrip("\x00")
+
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.offset
+
+
+def decode_actions(data: bytes) -> TaskActions:
+    """The actions of an Actions value; a problem stops the decode, what came
+    before it is kept. Never raises."""
+    out = TaskActions()
+    reader = _Reader(data)
+    try:
+        out.version = reader.u16("version")
+        if out.version not in ACTIONS_VERSIONS:
+            raise TaskCacheError(
+                f"version {out.version} at offset 0 is not one of 1, 2, 3"
+            )
+        if out.version == 3:
+            out.context = reader.string("context")
+        while reader.left:
+            start = reader.offset
+            magic = reader.u16(f"action {len(out.actions) + len(out.other)} type")
+            action_id = reader.string("action id")
+            if magic == _EXEC:
+                command = reader.string("command")
+                arguments = reader.string("arguments")
+                directory = reader.string("working directory")
+                if out.version == 3:
+                    reader.u16("exec flags")
+                out.actions.append(Action(command, arguments, directory))
+            elif magic == _COM_HANDLER:
+                class_id = reader.raw(16, "COM class id")
+                reader.string("COM handler data")
+                out.other.append(f"ComHandler {uuid.UUID(bytes_le=class_id)}")
+            elif magic == _SEND_EMAIL:
+                for _ in range(_EMAIL_STRINGS):
+                    reader.string("e-mail field")
+                for pairs in (1, 2):  # attachments, then header name/value pairs
+                    count = reader.u32("e-mail item count")
+                    if count * pairs * 4 > reader.left:
+                        raise TaskCacheError(
+                            f"e-mail item count {count} at offset "
+                            f"{reader.offset - 4} is more than the data holds"
+                        )
+                    for _ in range(count * pairs):
+                        reader.string("e-mail item")
+                out.other.append("SendEmail")
+            elif magic == _SHOW_MESSAGE:
+                caption = reader.string("message caption")
+                reader.string("message text")
+                out.other.append(f"ShowMessage {caption}".strip())
+            else:
+                raise TaskCacheError(
+                    f"unknown action type 0x{magic:04x} (id {action_id!r}) at "
+                    f"offset {start}"
+                )
+    except TaskCacheError as error:
+        out.problem = str(error)
+    return out
+
+
+def decode_dynamic_info(data: bytes) -> DynamicInfo:
+    """A DynamicInfo value (28 or 36 bytes); TaskCacheError when it is neither."""
+    if len(data) not in _DYNAMIC_INFO_SIZES:
+        raise TaskCacheError(
+            f"{len(data)} bytes, not {' or '.join(map(str, _DYNAMIC_INFO_SIZES))}"
+        )
+    _magic, registration, last_run, state, error = _DYNAMIC_INFO.unpack_from(data)
+    successful = struct.unpack_from("<Q", data, 28)[0] if len(data) == 36 else None
+    return DynamicInfo(registration, last_run, state, error, successful)
+
+
+def _binary(
+    key: Any, key_path: str, name: str, max_bytes: int, warn: Warn
+) -> bytes | None:
+    """A value's data, or None when absent or unreadable (warned)."""
+    try:
+        value = key.get_value_by_name(name)
+        if value is None:
+            return None
+        data = value.data or b""
+    except READ_ERRORS as error:
+        warn(f"cannot read value {name!r} of {key_path!r}: {error}")
+        return None
+    if len(data) > max_bytes:
+        warn(
+            f"{key_path!r}: {name} holds {len(data)} bytes; the first {max_bytes} read"
+        )
+        data = data[:max_bytes]
+    return data
+
+
+def task_tree(key: Any, key_path: str, warn: Warn, limit: int) -> dict[str, str]:
+    """{GUID in upper case: task path} from the Id values under Tree."""
+    out: dict[str, str] = {}
+    stack: list[tuple[Any, str, int]] = [(key, "", 0)]
+    seen = 0
+    while stack:
+        node, task_path, depth = stack.pop()
+        if task_path:
+            found = named_strings(node, f"{key_path}{task_path}", ("Id",), warn)
+            if found.get("Id"):
+                out.setdefault(found["Id"].strip().upper(), task_path)
+        if depth >= MAX_TREE_DEPTH:
+            warn(f"{key_path}{task_path!r}: deeper than {MAX_TREE_DEPTH}; not read")
+            continue
+        for child in subkeys(node, f"{key_path}{task_path}", limit, warn):
+            seen += 1
+            if seen > limit:
+                warn(f"{key_path!r}: more than {limit} keys; the rest not read")
+                return out
+            stack.append((child, f"{task_path}\\{key_name(child)}", depth + 1))
+    return out
+
+
+def task_cache(
+    key: Any, key_path: str, warn: Warn, limit: int, max_bytes: int, bad: Warn
+) -> list[CachedTask]:
+    """Every Tasks\\{GUID} key of a TaskCache key, its values decoded.
+
+    `warn` takes the hive's read errors, `bad` values that read but do not
+    decode (a hive repair cannot mend those).
+    """
+    tree: dict[str, str] = {}
+    found = find(key, key_path, "Tree")
+    if found is not None:
+        tree = task_tree(*found, warn, limit)
+    found = find(key, key_path, "Tasks")
+    if found is None:
+        return []
+    tasks_key, tasks_path = found
+    out = []
+    for task_key in subkeys(tasks_key, tasks_path, limit, warn):
+        task_id = key_name(task_key)
+        entry_path = f"{tasks_path}\\{task_id}"
+        path = named_strings(task_key, entry_path, ("Path",), warn).get("Path")
+        actions = None
+        data = _binary(task_key, entry_path, "Actions", max_bytes, warn)
+        if data is not None:
+            actions = decode_actions(data)
+            if actions.problem:
+                bad(f"{entry_path!r}: Actions: {actions.problem}")
+        dynamic = None
+        data = _binary(task_key, entry_path, "DynamicInfo", max_bytes, warn)
+        if data is not None:
+            try:
+                dynamic = decode_dynamic_info(data)
+            except TaskCacheError as error:
+                bad(f"{entry_path!r}: DynamicInfo: {error}")
+        tree_path = tree.get(task_id.upper())
+        out.append(
+            CachedTask(
+                task_key,
+                entry_path,
+                task_id,
+                path or tree_path,
+                tree_path,
+                actions,
+                dynamic,
+            )
+        )
+    return out

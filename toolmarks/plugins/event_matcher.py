@@ -14,7 +14,11 @@ Per data type family:
   plaso's HKEY_... form back to the hive-relative form of the indicators),
   and the execution artefacts (services, ShimCache, Amcache, BAM, UserAssist,
   MUICache, RunMRU) by filename and SHA-1 indicators as the registry parser
-  matches them;
+  matches them; not plaso's TaskCache events
+  (windows:registry:task_scheduler:task_cache:entry): they carry the task's
+  name and GUID but not its Actions (the Tasks\{GUID} keys go to plaso's
+  default plugin, which gives binary data as "(N bytes)"), and a task's name
+  says nothing of what it runs: filename indicators on it would invent hits;
 - windows:metadata:deleted_item: the Recycle Bin parser's matching;
 - windows:evtx:record: the event log parser's matching (indicator fields; the
   programs, hashes and command lines of process, image and service records).
