@@ -72,6 +72,8 @@ def test_planted_traces_are_tagged(tagged, traces_images) -> None:
                 continue  # a key cell in free space: plaso reads none
             if expect["data_type"] == "toolmarks:task:trace":
                 continue  # plaso has no parser for task XML files
+            if expect.get("artefact") == "task_cache":
+                continue  # plaso's windows_task_cache plugin decodes no Actions
             kind = expect["data_type"].split(":")[1]
             if kind == "usn":
                 planted_journal += 1
