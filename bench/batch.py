@@ -9,23 +9,85 @@ Prints, for the same N images (symlinks in a temporary folder):
 - pool: scan_images with --workers W (images in parallel, one worker each),
   the batch's default split;
 - inner: one image at a time, W workers inside each scan, the other split;
-- the case view (case.json, case.html, case.jsonl) on its own.
-The later Celery path compares against the `pool` line.
+- the case view (case.json, case.html, case.jsonl) on its own;
+- celery: the same images sent to W `toolmarks worker` processes (concurrency
+  1 each, already running) through a redis-server started for the bench,
+  with the overhead against `pool` in % (goal: under 10 %).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from toolmarks.engine import batch
+from toolmarks.engine import batch, distributed
 from toolmarks.indicators import loader
 from toolmarks.output.case import write_case
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def celery_batch(
+    images: list[str], root: Path, workers: int, options: batch.BatchOptions
+) -> float:
+    """Seconds for the batch through redis-server and `workers` running
+    workers (started, and stopped, here; their start-up is not counted)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    started = [
+        subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
+    try:
+        logs = []
+        time.sleep(0.3)
+        for number in range(workers):
+            log = root / f".worker{number}.log"
+            logs.append(log)
+            with open(log, "wb") as out:
+                started.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "toolmarks", "worker", "--broker", url]
+                        + ["--evidence-root", str(root), "--name", f"bench{number}@%h"],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        while not all(b" ready." in log.read_bytes() for log in logs):
+            time.sleep(0.1)
+        indicator_set = loader.load([], shipped=True)
+        began = time.perf_counter()
+        results = distributed.scan_images_on_broker(
+            images,
+            root / "celery",
+            indicator_set,
+            options,
+            broker=url,
+            evidence_root=root,
+            poll=0.1,
+        )
+        seconds = time.perf_counter() - began
+        assert all(r.status == "ok" and not r.skipped for r in results), results
+        return seconds
+    finally:
+        for process in started:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def main() -> None:
@@ -76,6 +138,9 @@ def main() -> None:
 
         pool = timed(Path(tmp) / "pool", args.workers, None)
         inner = timed(Path(tmp) / "inner", args.workers, 1)
+        celery = None
+        if shutil.which("redis-server"):
+            celery = celery_batch(images, Path(tmp), args.workers, options)
         results = [
             batch.CaseImage(names[i], i, "ok") for i in images
         ]  # the pool's case folder, as the CLI hands it over
@@ -92,6 +157,14 @@ def main() -> None:
         print(
             f"{label:>7}: {seconds:7.2f} s  {args.images / seconds:6.2f} images/s  "
             f"{total / seconds:7.1f} MiB/s  x{serial / seconds:.2f} of serial"
+        )
+    if celery is None:
+        print(" celery: not measured (no redis-server)")
+    else:
+        print(
+            f"{'celery':>7}: {celery:7.2f} s  {args.images / celery:6.2f} images/s  "
+            f"{total / celery:7.1f} MiB/s  overhead {100 * (celery / pool - 1):+.1f} "
+            f"% of pool ({args.workers} workers)"
         )
     print(f"   case view: {view:.2f} s")
 

@@ -10,6 +10,8 @@ DEBIAN_PACKAGES=(ntfs-3g fdisk ewf-tools sleuthkit libhivex-bin hashdeep yara do
 # The report's tests open it in a real headless browser, with CJK fonts for the
 # seed's Japanese text.
 [ "${1:-}" = "--test" ] && DEBIAN_PACKAGES+=(chromium fonts-noto-cjk)
+# The distributed tests start their own redis-server (the broker of Celery).
+[ "${1:-}" = "--test" ] && DEBIAN_PACKAGES+=(redis-server)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \

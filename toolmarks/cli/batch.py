@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from toolmarks.cli.common import UsageError, add_indicator_options, load_set
 from toolmarks.cli.scan import _size
+from toolmarks.cli.worker import BROKER_ENV, broker_url
 from toolmarks.output.text import printable
 
 if TYPE_CHECKING:
+    from toolmarks.engine.batch import BatchOptions
+    from toolmarks.indicators.model import IndicatorSet
     from toolmarks.output.case import CaseImage
 
 
@@ -30,6 +35,47 @@ def _from_list(path: str) -> list[str]:
         if line and not line.startswith("#"):
             images.append(line if Path(line).is_absolute() else str(base / line))
     return images
+
+
+def _on_broker(
+    args: argparse.Namespace,
+    images: list[str],
+    case_dir: Path,
+    indicator_set: IndicatorSet,
+    options: BatchOptions,
+    done: Callable[[CaseImage], None],
+) -> list[CaseImage]:
+    """The batch as Celery tasks; broker problems exit 2 with a message."""
+    from toolmarks.engine.distributed import BrokerError, scan_images_on_broker, scrub
+
+    url = broker_url(args)
+    root = Path(args.evidence_root or os.getcwd())
+    # scan.json and the plaso store keep the command line: not the password.
+    command_line = scrub(shlex.join(["toolmarks", *sys.argv[1:]]), url)
+
+    def started(name: str, worker: str) -> None:
+        print(
+            f"toolmarks: {printable(name)}: started on {printable(worker)}",
+            file=sys.stderr,
+        )
+
+    try:
+        return scan_images_on_broker(
+            images,
+            case_dir,
+            indicator_set,
+            options,
+            broker=url,
+            evidence_root=root,
+            indicators=args.indicators,
+            shipped=not args.no_shipped,
+            rescan=args.rescan,
+            command_line=command_line,
+            done=done,
+            started=started,
+        )
+    except (BrokerError, ValueError) as error:
+        raise UsageError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,16 +125,20 @@ def run(args: argparse.Namespace) -> int:
             text = f"scanned in {result.seconds} s, {result.warnings} warnings"
         print(f"toolmarks: {where}: {text}", file=sys.stderr)
 
-    results = scan_images(
-        images,
-        case_dir,
-        indicator_set,
-        options,
-        workers=args.workers or default_workers(),
-        rescan=args.rescan,
-        command_line=shlex.join(["toolmarks", *sys.argv[1:]]),
-        done=done,
-    )
+    command_line = shlex.join(["toolmarks", *sys.argv[1:]])
+    if args.broker or os.environ.get(BROKER_ENV):
+        results = _on_broker(args, images, case_dir, indicator_set, options, done)
+    else:
+        results = scan_images(
+            images,
+            case_dir,
+            indicator_set,
+            options,
+            workers=args.workers or default_workers(),
+            rescan=args.rescan,
+            command_line=command_line,
+            done=done,
+        )
     view = write_case(case_dir, results)
     skipped = sum(r.skipped for r in results)
     failed = view["images_failed"]
@@ -141,6 +191,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=0,
         help="processes in all (default: one per core); images are scanned in "
         "parallel, leftover processes go to the scans of fewer, larger images",
+    )
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help=f"redis://[:PASSWORD@]HOST:PORT/N: send the images to `toolmarks "
+        f"worker` processes instead of the local pool (or set ${BROKER_ENV})",
+    )
+    parser.add_argument(
+        "--evidence-root",
+        metavar="DIR",
+        help="with --broker: the workers' evidence root as seen here (default: "
+        "the working directory); images, CASEDIR and --indicators files must be "
+        "under it",
     )
     parser.add_argument("--partitions", default="all", help="as for scan")
     parser.add_argument("--vss", default="none", help="as for scan")

@@ -1,4 +1,4 @@
-"""toolmarks command line: `toolmarks scan|tag|report|indicators|log2timeline|psort …`.
+"""toolmarks command line: `toolmarks scan|batch|worker|tag|report|indicators|…`.
 
 Exit codes: 0 ran (with or without hits), 2 bad arguments or input, 1 internal error.
 """
@@ -10,7 +10,7 @@ import sys
 import traceback
 
 from toolmarks import __version__
-from toolmarks.cli import batch, indicators, plaso, report, scan, tag
+from toolmarks.cli import batch, indicators, plaso, report, scan, tag, worker
 from toolmarks.cli.common import EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, Parser, UsageError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     indicators.add_parser(commands)
     scan.add_parser(commands)
     batch.add_parser(commands)
+    worker.add_parser(commands)
     tag.add_parser(commands)
     report.add_parser(commands)
     plaso.add_parsers(commands)
