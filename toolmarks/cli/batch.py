@@ -15,6 +15,9 @@ from toolmarks.cli.scan import _size
 from toolmarks.cli.worker import BROKER_ENV, broker_url
 from toolmarks.output.text import printable
 
+# distributed.DEFAULT_SHARES, not imported: the CLI loads the engine only to run.
+DEFAULT_SHARES = 8
+
 if TYPE_CHECKING:
     from toolmarks.engine.batch import BatchOptions
     from toolmarks.indicators.model import IndicatorSet
@@ -46,7 +49,12 @@ def _on_broker(
     done: Callable[[CaseImage], None],
 ) -> list[CaseImage]:
     """The batch as Celery tasks; broker problems exit 2 with a message."""
-    from toolmarks.engine.distributed import BrokerError, scan_images_on_broker, scrub
+    from toolmarks.engine.distributed import (
+        BrokerError,
+        scan_images_on_broker,
+        scan_images_split,
+        scrub,
+    )
 
     url = broker_url(args)
     root = Path(args.evidence_root or os.getcwd())
@@ -60,6 +68,21 @@ def _on_broker(
         )
 
     try:
+        if args.split_images:
+            return scan_images_split(
+                images,
+                case_dir,
+                indicator_set,
+                options,
+                broker=url,
+                evidence_root=root,
+                shares=args.split_images,
+                indicators=args.indicators,
+                shipped=not args.no_shipped,
+                rescan=args.rescan,
+                command_line=command_line,
+                done=done,
+            )
         return scan_images_on_broker(
             images,
             case_dir,
@@ -90,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no images: name them or give --from-list FILE")
     if args.workers < 0:
         raise UsageError("--workers must be 1 or more")
+    if args.split_images is not None:
+        if args.split_images < 1:
+            raise UsageError("--split-images must be 1 or more")
+        if not (args.broker or os.environ.get(BROKER_ENV)):
+            raise UsageError("--split-images needs --broker")
     case_dir = Path(args.output)
     if case_dir.exists() and not case_dir.is_dir():
         raise UsageError(f"{case_dir}: exists and is not a folder")
@@ -204,6 +232,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="with --broker: the workers' evidence root as seen here (default: "
         "the working directory); images, CASEDIR and --indicators files must be "
         "under it",
+    )
+    parser.add_argument(
+        "--split-images",
+        type=int,
+        nargs="?",
+        const=DEFAULT_SHARES,
+        metavar="N",
+        help="with --broker: cut each image into N shares of each volume "
+        f"(default {DEFAULT_SHARES}), one task each, so one large image is spread "
+        "over every worker; images are then scanned one after the other and "
+        "the outputs are written here (the same bytes as a local scan)",
     )
     parser.add_argument("--partitions", default="all", help="as for scan")
     parser.add_argument("--vss", default="none", help="as for scan")

@@ -8,6 +8,11 @@ the broker would run code on the workers. Each task is `scan_one` into a
 private folder beside the image's folder, renamed into place when complete,
 so a task delivered twice (a worker killed mid-scan, a visibility timeout)
 leaves one complete scan's outputs, never a mix or a doubled event.
+
+With --split-images an image is cut into the engine's units (shares of each
+volume), one task each; the client merges their results (JSON, exact:
+toolmarks.engine.wire) in unit order, one result per unit however often it
+was delivered, and writes the outputs a local scan would.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from toolmarks import __version__
 from toolmarks.engine.batch import (
+    MARKER,
     BatchOptions,
     folder_names,
     is_current,
     marker,
     scan_one,
 )
-from toolmarks.engine.scan import ScanOptions
+from toolmarks.engine.scan import ScanOptions, Unit, UnitResult
 from toolmarks.output.case import CaseImage
 
 if TYPE_CHECKING:
@@ -57,6 +63,24 @@ PAYLOAD_FIELDS = frozenset(
         "command_line",
     }
 )
+UNIT_TASK_NAME = "toolmarks.scan_unit"
+UNIT_PAYLOAD_SCHEMA = "toolmarks-unit-task/1"
+UNIT_PAYLOAD_FIELDS = frozenset(
+    {
+        "schema",
+        "toolmarks_version",
+        "image",
+        "volume",
+        "index",
+        "stride",
+        "indicators",
+        "shipped",
+        "indicator_set_version",
+        "options",
+    }
+)
+# Shares of each volume of an image with --split-images and no number.
+DEFAULT_SHARES = 8
 TIME_LIMIT = 6 * 3600  # seconds one image may take before its task is killed
 CONNECT_TIMEOUT = 5.0
 # Redis hands an unacknowledged task to another worker after this long; a
@@ -151,6 +175,7 @@ def make_app(
         toolmarks_evidence_root=str(evidence_root) if evidence_root else None,
     )
     app.task(name=TASK_NAME, bind=True)(_scan_task)
+    app.task(name=UNIT_TASK_NAME, bind=True)(_unit_task)
     return app
 
 
@@ -262,10 +287,64 @@ class Job:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class UnitJob:
+    """A unit task's payload, checked: one share of one volume of an image."""
+
+    image: Path
+    volume: str
+    index: int
+    stride: int
+    indicators: tuple[str, ...]
+    shipped: bool
+    indicator_set_version: str
+    options: ScanOptions
+
+    @classmethod
+    def from_payload(cls, payload: Any, root: Path) -> UnitJob:
+        if not isinstance(payload, dict):
+            raise TaskRefused("payload: not an object")
+        if set(payload) != UNIT_PAYLOAD_FIELDS:
+            wrong = sorted(map(str, set(payload) ^ UNIT_PAYLOAD_FIELDS))
+            raise TaskRefused(f"payload: fields {wrong} missing or unknown")
+        if payload["schema"] != UNIT_PAYLOAD_SCHEMA:
+            raise TaskRefused(f"schema: {payload['schema']!r}")
+        if payload["toolmarks_version"] != __version__:
+            raise TaskRefused(
+                f"sent by toolmarks {payload['toolmarks_version']!r}, "
+                f"this worker is {__version__}"
+            )
+        image = _relative(payload["image"], "image")
+        indicators = payload["indicators"]
+        if not isinstance(indicators, list):
+            raise TaskRefused("indicators: not a list")
+        paths = tuple(str(_relative(p, "indicators")) for p in indicators)
+        index, stride = payload["index"], payload["stride"]
+        if type(index) is not int or type(stride) is not int:
+            raise TaskRefused("index, stride: not integers")
+        if not 0 <= index < stride:
+            raise TaskRefused(f"index {index} of {stride} shares")
+        if type(payload["shipped"]) is not bool:
+            raise TaskRefused("shipped: not true or false")
+        for name in ("indicator_set_version", "volume"):
+            if not isinstance(payload[name], str):
+                raise TaskRefused(f"{name}: not a string")
+        return cls(
+            image=root / image,
+            volume=payload["volume"],
+            index=index,
+            stride=stride,
+            indicators=paths,
+            shipped=payload["shipped"],
+            indicator_set_version=payload["indicator_set_version"],
+            options=_scan_options(payload["options"]),
+        )
+
+
 _SETS: dict[tuple[tuple[str, ...], bool], IndicatorSet] = {}
 
 
-def _indicator_set(job: Job, root: Path) -> IndicatorSet:
+def _indicator_set(job: Job | UnitJob, root: Path) -> IndicatorSet:
     from toolmarks.indicators import loader
 
     key = (job.indicators, job.shipped)
@@ -347,6 +426,31 @@ def _scan_task(self: Any, payload: Any) -> dict[str, Any]:
     except TaskRefused as error:
         _LOG.error("refused task %s: %s", self.request.id, error)
         return {"status": "refused", "error": f"refused by the worker: {error}"}
+
+
+def _unit_task(self: Any, payload: Any) -> dict[str, Any]:
+    """The Celery task of one unit: its result as JSON (toolmarks.engine.wire),
+    or why it was refused or failed. Nothing is written: the client merges."""
+    from toolmarks.engine import wire
+    from toolmarks.engine.scan import Unit, run_unit
+
+    root = Path(self.app.conf.toolmarks_evidence_root or os.getcwd())
+    try:
+        job = UnitJob.from_payload(payload, root)
+        indicator_set = _indicator_set(job, root)
+    except TaskRefused as error:
+        _LOG.error("refused task %s: %s", self.request.id, error)
+        return {"status": "refused", "error": f"refused by the worker: {error}"}
+    unit = Unit(str(job.image), job.volume, job.index, job.stride)
+    try:
+        found = run_unit(unit, indicator_set, job.options)
+        return {"status": "ok", "result": wire.encode_result(found)}
+    except StopIteration:
+        error_text = f"no volume {job.volume} in {job.image}"
+    except Exception as error:  # noqa: BLE001 - the client reports it for the image
+        error_text = f"{type(error).__name__}: {error}"
+    _LOG.error("unit %s of %s failed: %s", job.index, job.image, error_text)
+    return {"status": "failed", "error": error_text}
 
 
 def warm_up() -> None:
@@ -554,3 +658,252 @@ def scan_images_on_broker(
     finally:
         app.close()
     return [results[image] for image in unique]
+
+
+# ------------------------------------------------- one image over many workers
+
+
+class UnitFailed(RuntimeError):
+    """A unit of an image failed or was refused on a worker."""
+
+
+def unit_payload(
+    unit: Unit,
+    image: str,
+    indicator_set: IndicatorSet,
+    indicators: Sequence[str],
+    shipped: bool,
+    options: ScanOptions,
+) -> dict[str, Any]:
+    """The task of one unit; `image` is its path under the evidence root."""
+    return {
+        "schema": UNIT_PAYLOAD_SCHEMA,
+        "toolmarks_version": __version__,
+        "image": image,
+        "volume": unit.volume_label,
+        "index": unit.index,
+        "stride": unit.stride,
+        "indicators": list(indicators),
+        "shipped": shipped,
+        "indicator_set_version": indicator_set.version,
+        "options": dataclasses.asdict(options),
+    }
+
+
+def gather_units(
+    app: Celery,
+    sent: Sequence[tuple[int, Any]],
+    count: int,
+    *,
+    poll: float = 0.2,
+    run_id: str | None = None,
+    broker: str = "",
+) -> list[UnitResult]:
+    """The results of units 0…count-1 from their tasks' results, `sent` as
+    (unit number, AsyncResult). A unit sent more than once (a redelivery, a
+    retry) counts once: its first result is kept, the others are dropped, so
+    no entry's events are doubled. Raises UnitFailed when a unit failed."""
+    from toolmarks.engine import wire
+
+    results: dict[int, UnitResult] = {}
+    pending = list(sent)
+    checked = time.monotonic()
+    while pending:
+        waiting = []
+        for number, async_result in pending:
+            state = async_result.state
+            if state not in ("SUCCESS", "FAILURE", "REVOKED"):
+                waiting.append((number, async_result))
+                continue
+            value = async_result.result
+            async_result.forget()
+            if state != "SUCCESS" or not isinstance(value, dict):
+                why = f"{type(value).__name__}: {value}" if value else state
+                raise UnitFailed(f"unit {number}: the task failed: {why}")
+            if value.get("status") != "ok":
+                raise UnitFailed(f"unit {number}: {value.get('error')}")
+            if number not in results:
+                try:
+                    results[number] = wire.decode_result(value.get("result"))
+                except wire.WireError as error:
+                    raise UnitFailed(f"unit {number}: bad result: {error}") from None
+        pending = waiting
+        if pending:
+            time.sleep(poll)
+        if run_id is not None and time.monotonic() - checked > 2:
+            checked = time.monotonic()
+            if str(app.backend.client.info("server")["run_id"]) != run_id:
+                raise BrokerError(
+                    f"the broker {safe_url(broker)} restarted during the scan "
+                    "and may have lost queued units: rerun the batch"
+                )
+    missing = sorted(set(range(count)) - set(results))
+    if missing:
+        raise UnitFailed(f"units {missing}: no result")
+    return [results[number] for number in range(count)]
+
+
+def scan_image_split(
+    app: Celery,
+    image: str,
+    relative: str,
+    folder: Path,
+    indicator_set: IndicatorSet,
+    options: BatchOptions,
+    *,
+    shares: int,
+    indicators: Sequence[str] = (),
+    shipped: bool = True,
+    rescan: bool = False,
+    command_line: str = "",
+    run_id: str | None = None,
+    broker: str = "",
+) -> CaseImage:
+    """scan_one with the image's units as Celery tasks: `shares` units per
+    volume spread over the workers, merged here in unit order, then run_scan's
+    outcome (the E01 verified here, beside the units: one pass over the whole
+    image that cannot be split, and the damage marking needs the merged
+    traces) and every output written here. Raises BrokerError."""
+    from toolmarks.engine.batch import _write_marker
+    from toolmarks.engine.run import run_scan
+    from toolmarks.evidence import EvidenceError
+    from toolmarks.output.writers import write_all
+
+    name = folder.name
+    try:
+        wanted: dict[str, Any] | None = marker(image, indicator_set, options)
+    except OSError:
+        wanted = None
+    if wanted is not None and not rescan and is_current(folder, wanted):
+        return CaseImage(name, image, "ok", skipped=True)
+    scan_options = dataclasses.replace(options.scan, workers=max(1, shares))
+
+    def run_units(units: list[Unit]) -> list[UnitResult]:
+        sent = [
+            (
+                number,
+                app.send_task(
+                    UNIT_TASK_NAME,
+                    args=[
+                        unit_payload(
+                            unit,
+                            relative,
+                            indicator_set,
+                            indicators,
+                            shipped,
+                            scan_options,
+                        )
+                    ],
+                    queue=QUEUE,
+                ),
+            )
+            for number, unit in enumerate(units)
+        ]
+        return gather_units(app, sent, len(units), run_id=run_id, broker=broker)
+
+    warnings = 0
+
+    def count(_location: str, _message: str) -> None:
+        nonlocal warnings
+        warnings += 1
+
+    try:
+        if folder.is_dir():
+            (folder / MARKER).unlink(missing_ok=True)
+        outcome = run_scan(
+            image,
+            indicator_set,
+            scan_options,
+            verify=options.verify,
+            command_line=command_line,
+            warn=count,
+            run_units=run_units,
+        )
+        write_all(outcome, folder)
+        if wanted is not None:
+            _write_marker(folder, wanted)
+    except (EvidenceError, UnitFailed) as error:
+        return CaseImage(name, image, "failed", error=str(error))
+    except (BrokerError, *_connection_errors()):
+        raise
+    except Exception as error:  # noqa: BLE001 - one image's failure, not the batch's
+        message = f"internal error: {type(error).__name__}: {error}"
+        return CaseImage(name, image, "failed", error=message)
+    return CaseImage(
+        name, image, "ok", seconds=outcome.seconds, warnings=len(outcome.warnings)
+    )
+
+
+def scan_images_split(
+    images: Sequence[str],
+    case_dir: Path,
+    indicator_set: IndicatorSet,
+    options: BatchOptions,
+    *,
+    broker: str,
+    evidence_root: Path,
+    shares: int = DEFAULT_SHARES,
+    indicators: Sequence[str] = (),
+    shipped: bool = True,
+    rescan: bool = False,
+    command_line: str = "",
+    done: Callable[[CaseImage], None] | None = None,
+) -> list[CaseImage]:
+    """scan_images_on_broker with each image split: one image after the
+    other, each over every worker. For a few large images; many small ones
+    keep more workers busy whole. Raises as scan_images_on_broker."""
+    unique = list(dict.fromkeys(images))
+    names = folder_names(unique)
+    if under_root(str(case_dir), evidence_root) is None:
+        raise ValueError(
+            f"{case_dir}: the case folder must be under the evidence root "
+            f"{evidence_root}, where the workers write"
+        )
+    indicator_rel = []
+    for path in indicators:
+        relative = under_root(path, evidence_root)
+        if relative is None:
+            raise ValueError(f"{path}: indicator files must be under the evidence root")
+        indicator_rel.append(relative)
+    app = make_app(broker)
+    run_id = check_broker(app, broker)
+    case_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for image in unique:
+            relative = under_root(image, evidence_root)
+            if relative is None:
+                result = CaseImage(
+                    names[image],
+                    image,
+                    "failed",
+                    error=f"outside the evidence root {evidence_root}",
+                )
+            else:
+                result = scan_image_split(
+                    app,
+                    image,
+                    relative,
+                    case_dir / names[image],
+                    indicator_set,
+                    options,
+                    shares=shares,
+                    indicators=indicator_rel,
+                    shipped=shipped,
+                    rescan=rescan,
+                    command_line=command_line,
+                    run_id=run_id,
+                    broker=broker,
+                )
+            results.append(result)
+            if done:
+                done(result)
+    except _connection_errors() as error:
+        raise BrokerError(
+            f"lost the broker {safe_url(broker)}: "
+            + scrub(f"{type(error).__name__}: {error}", broker)
+            + "; rerun the batch (finished images are skipped)"
+        ) from None
+    finally:
+        app.close()
+    return results

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from toolmarks import __version__
-from toolmarks.engine.scan import ScanOptions, UnitResult, scan_image
+from toolmarks.engine.scan import RunUnits, ScanOptions, UnitResult, scan_image
 from toolmarks.evidence import Evidence
 from toolmarks.indicators.model import IndicatorSet
 from toolmarks.outcome import Note, ScanOutcome
@@ -36,11 +36,12 @@ def run_scan(
     warn: Warn | None = None,
     progress: Callable[[int, int], None] | None = None,
     started: Callable[[], None] | None = None,
+    run_units: RunUnits | None = None,
 ) -> ScanOutcome:
     """Scans the image; raises EvidenceError if it cannot be opened at all.
 
     `warn` hears every warning as it happens (the outcome keeps them all);
-    `progress` and `started` are scan_image's.
+    `progress`, `started` and `run_units` are scan_image's.
     """
     began = time.monotonic()
     began_at = datetime.datetime.now(datetime.UTC)
@@ -62,7 +63,13 @@ def run_scan(
     try:
         image_info = dict(evidence.image_info)
         result, volumes = scan_image(
-            image, indicator_set, options, progress, evidence=evidence, started=started
+            image,
+            indicator_set,
+            options,
+            progress,
+            evidence=evidence,
+            started=started,
+            run_units=run_units,
         )
         for item in result.warnings:
             if warn:

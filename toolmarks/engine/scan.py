@@ -636,12 +636,19 @@ def scan_image(
     progress: Callable[[int, int], None] | None = None,
     evidence: Evidence | None = None,
     started: Callable[[], None] | None = None,
+    run_units: RunUnits | None = None,
 ) -> tuple[UnitResult, list[Volume]]:
     """Scans every selected volume of an image; raises EvidenceError if it
     cannot be opened at all.
 
     `started` is called once the worker processes exist: threads of the caller
     must start only then, since a fork copies no thread but every lock one holds.
+    `run_units`, if given, runs the units elsewhere (Celery workers) and
+    returns their results in the units' order; `options.workers` is then the
+    number of shares of each volume.
+
+    Results merge in unit order, whoever finishes first: traces tied in
+    timeline order keep this order, so every run gives the same outputs.
     """
     result = UnitResult()
     own = evidence is None
@@ -661,6 +668,17 @@ def scan_image(
         for volume in volumes
         for index in range(workers)
     ]
+    if run_units is not None:
+        if own:
+            evidence.close()
+        if started:
+            started()
+        results = run_units(units)
+        if len(results) != len(units):
+            raise RuntimeError(f"{len(results)} results for {len(units)} units")
+        for found in results:
+            result.merge(found)
+        return result, volumes
     if workers == 1:
         if started:
             started()
@@ -681,19 +699,23 @@ def scan_image(
         initializer=_init_worker,
         initargs=(queue,),
     ) as pool:
-        futures = {
+        submitted = [
             pool.submit(_run_unit_in_worker, unit, indicator_set, options)
             for unit in units
-        }
+        ]
         if started:
             started()
+        futures = set(submitted)
         while futures:
-            done, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+            _, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(queue, progress)
-            for future in done:
-                result.merge(future.result())
+        for future in submitted:
+            result.merge(future.result())
     _drain(queue, progress)
     return result, volumes
+
+
+RunUnits = Callable[[list[Unit]], list[UnitResult]]
 
 
 def _drain(queue: Any, progress: Callable[[int, int], None] | None) -> None:
