@@ -77,9 +77,19 @@ def row(trace: Trace, tools: dict[str, Tool]) -> dict[str, Any]:
     }
 
 
-def sort_key(trace: Trace) -> tuple[int, str]:
+def sort_key(trace: Trace) -> tuple[int, str, str, str, str, str]:
+    """Time, then where and what: events of one time and file keep one order
+    however the scan's units were cut (a live and a deleted entry of a path,
+    two records of one log)."""
     value = micros(trace)
-    return (value if value is not None else -(2**62), trace.source)
+    return (
+        value if value is not None else -(2**62),
+        trace.source,
+        trace.data_type,
+        trace.timestamp_desc,
+        ",".join(m.indicator for m in trace.matches),
+        repr(sorted(trace.attributes.items(), key=lambda item: str(item[0]))),
+    )
 
 
 # Keys row() sets itself; every other key of a row is a trace attribute.
