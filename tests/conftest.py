@@ -7,10 +7,12 @@ reuses the cached images across test runs.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -26,6 +28,10 @@ BUILDER_PATH = REPO_ROOT / "scripts" / "build_scenario.py"
 SCENARIOS_DIR = REPO_ROOT / "test_data" / "scenarios"
 DEMO_DIR = REPO_ROOT / "test_data" / "demo"
 CACHE_DIR = REPO_ROOT / ".cache" / "scenarios"
+# toolmarks' own cache (indicator sets, Hyperscan databases) of this test run,
+# for every toolmarks run inside it: never the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="toolmarks-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 
 @functools.cache

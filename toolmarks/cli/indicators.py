@@ -9,10 +9,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from toolmarks.cli.common import UsageError, add_indicator_options, load_set
-from toolmarks.indicators import compiler, loader
+from toolmarks.indicators import loader
 from toolmarks.indicators.formats.common import ImportProblem
 from toolmarks.indicators.model import SECTIONS, IndicatorSet
 
@@ -45,6 +43,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    # yaml and the compiler are imported where used: `toolmarks scan` imports
+    # this module and needs neither at start-up.
+    import yaml
+
     indicator_set = load_set(args)
     tool = indicator_set.tools.get(args.id)
     if tool is None:
@@ -64,6 +66,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from toolmarks.indicators import compiler
+
     paths = args.paths or [str(loader.shipped_path())]
     try:
         indicator_set = loader.load(paths, shipped=args.with_shipped)
@@ -83,6 +87,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     # Imported here: stix2 and plaso take a good part of a second to load, which
     # every `toolmarks scan` would pay otherwise.
+    from toolmarks.indicators import compiler
     from toolmarks.indicators.formats import hashes, misp, plaso_tagging, stix
 
     indicator_set = load_set(args)
@@ -106,6 +111,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    import yaml
+
     from toolmarks.indicators.formats import hashes, misp, stix
 
     path = Path(args.file)

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import platform
 import re
 from collections import defaultdict
-
-import yara
+from typing import Any
 
 try:
     import hyperscan
 except ImportError:  # YARA alone does the job, more slowly
     hyperscan = None
 
+from toolmarks.indicators import cache
 from toolmarks.indicators.commandline import commands
 from toolmarks.indicators.model import HASH_TYPES, Indicator, IndicatorSet
 
@@ -173,21 +174,50 @@ class StringMatcher:
                     flag |= hyperscan.HS_FLAG_CASELESS
                 flags.append(flag)
                 self.literals.append((ind, encoding, len(data), fullword))
-        self.database = None
-        if expressions:
-            self.database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            self.database.compile(
-                expressions=expressions,
-                ids=list(range(len(expressions))),
-                elements=len(expressions),
-                flags=flags,
-            )
+        self.database = _hyperscan_database(expressions, flags) if expressions else None
         slow = [] if hyperscan else indicators
         self.rule_indicators = {rule_name(ind.id): ind for ind in slow}
-        self.rules = yara.compile(source=yara_source(slow, tools)) if slow else None
+        self.rules = None
+        if slow:
+            import yara  # only without Hyperscan: its import costs start-up
+
+            self.rules = yara.compile(source=yara_source(slow, tools))
         self.overlap = max(
             (len(_encoded(ind, "wide")) + 1 for ind in indicators), default=0
         )
+
+
+def _hyperscan_database(expressions: list[bytes], flags: list[int]) -> Any:
+    """The compiled database of the expressions, from the cache when an entry
+    for exactly these expressions, flags and Hyperscan build is there."""
+    mode = hyperscan.HS_MODE_BLOCK
+    ids = list(range(len(expressions)))
+    key = cache.digest(
+        HYPERSCAN_CACHE_KIND,
+        hyperscan.__version__,
+        platform.machine(),
+        str(mode),
+        *expressions,
+        ",".join(map(str, flags)),
+    )
+    payload = cache.read(HYPERSCAN_CACHE_KIND, key)
+    if payload is not None:
+        try:
+            # Hyperscan checks the database's own CRC and that this CPU can run it.
+            database = hyperscan.loadb(payload, mode)
+            database.scratch = hyperscan.Scratch(database)
+            return database
+        except hyperscan.error:
+            pass
+    database = hyperscan.Database(mode=mode)
+    database.compile(
+        expressions=expressions, ids=ids, elements=len(expressions), flags=flags
+    )
+    cache.write(HYPERSCAN_CACHE_KIND, key, hyperscan.dumpb(database))
+    return database
+
+
+HYPERSCAN_CACHE_KIND = "hyperscan"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.resources
+import json
 import os
 import re
+import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-import yaml
-
+from toolmarks import __version__
+from toolmarks.indicators import cache
 from toolmarks.indicators.formats import hashes
 from toolmarks.indicators.formats.common import ImportProblem, slug
 from toolmarks.indicators.model import (
@@ -25,12 +27,15 @@ from toolmarks.indicators.model import (
     normalise_hash,
 )
 
+if TYPE_CHECKING:
+    import jsonschema
+    import yaml
+
 # Larger files are not indicator files; refusing them keeps a stray disk image or
 # log from eating memory in the YAML parser.
 MAX_FILE_SIZE = 32 * 1024 * 1024
 SUFFIXES = (".yaml", ".yml")
 HASH_LIST_SUFFIXES = (".txt", ".hashes")
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ID_LINE = re.compile(r"""\s*-?\s*id:\s*['"]?([A-Za-z0-9_.]+)""")
 _INDICATOR_ID = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
 _HASH_KEYS = {"id", "type", "value", "source", "confidence", "note"}
@@ -58,10 +63,25 @@ def shipped_path() -> Path:
     return Path(str(importlib.resources.files("toolmarks.indicators") / "tools"))
 
 
+# yaml and jsonschema are imported when a file is parsed: a cached set needs
+# neither, and jsonschema alone costs ~60 ms of start-up.
+def _yaml() -> Any:
+    import yaml
+
+    return yaml
+
+
+def _safe_loader() -> Any:
+    yaml = _yaml()
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     text = (Path(__file__).parent / "schema.yaml").read_text(encoding="utf-8")
-    return jsonschema.Draft202012Validator(yaml.safe_load(text))
+    return jsonschema.Draft202012Validator(_yaml().safe_load(text))
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -83,6 +103,7 @@ class _Lines:
         self._walk(node, ())
 
     def _walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        yaml = _yaml()
         self._lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
@@ -116,7 +137,7 @@ class _LazyLines:
 
     def line(self, path: Iterable[Any]) -> int:
         if self._lines is None:
-            self._lines = _Lines(yaml.compose(self._text, Loader=_SafeLoader))
+            self._lines = _Lines(_yaml().compose(self._text, Loader=_safe_loader()))
         return self._lines.line(path)
 
 
@@ -152,8 +173,9 @@ def _read_document(path: Path) -> tuple[Any, str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise IndicatorError([f"{path}:0: (file): not UTF-8 text (byte {error.start})"])
+    yaml = _yaml()
     try:
-        data = yaml.load(text, Loader=_SafeLoader)
+        data = yaml.load(text, Loader=_safe_loader())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else 0
@@ -299,10 +321,25 @@ def load(
     """Loads the shipped set and/or the given files and folders, all or nothing.
 
     Raises IndicatorError listing every problem of every file; a set is never
-    returned half-loaded.
+    returned half-loaded. A set loaded before from files of the same paths and
+    bytes comes from the user cache (see indicators/cache.py).
     """
     files = expand_paths([shipped_path()] if shipped else [])
     files += expand_paths(paths or [])
+    key = _cache_key(files)
+    if key is not None:
+        cached = _from_cache(cache.read(CACHE_KIND, key))
+        if cached is not None:
+            return cached
+    indicator_set = _load_files(files)
+    if key is not None:
+        payload = _to_cache(indicator_set)
+        if payload is not None:
+            cache.write(CACHE_KIND, key, payload)
+    return indicator_set
+
+
+def _load_files(files: list[Path]) -> IndicatorSet:
     problems: list[str] = []
     indicator_set = IndicatorSet(sources=[str(f) for f in files])
     if not files:
@@ -339,4 +376,109 @@ def load(
                 seen_hashes.setdefault(key, ind.origin)
     if problems:
         raise IndicatorError(problems)
+    return indicator_set
+
+
+# The cached set is valid for these files' paths and bytes read by this code.
+CACHE_KIND = "indicator-set"
+_CODE = (
+    "loader.py",
+    "model.py",
+    "schema.yaml",
+    "formats/hashes.py",
+    "formats/common.py",
+)
+
+
+def _cache_key(files: list[Path]) -> bytes | None:
+    """A digest of the code, paths and content a load depends on; None when a
+    file cannot be read (the fresh load reports it)."""
+    here = Path(__file__).parent
+    # Python's version too: it decides which regexes compile; and the
+    # versions of the libraries that parse and validate the files.
+    parts: list[bytes | str] = [
+        CACHE_KIND,
+        __version__,
+        sys.version,
+        *(_library_version(name) for name in ("PyYAML", "jsonschema")),
+    ]
+    try:
+        parts += [(here / name).read_bytes() for name in _CODE]
+        for path in files:
+            if path.stat().st_size > MAX_FILE_SIZE:
+                return None
+            parts += [str(path), path.read_bytes()]
+    except OSError:
+        return None
+    return cache.digest(*parts)
+
+
+def _library_version(name: str) -> str:
+    try:
+        return f"{name} {importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{name} absent"
+
+
+def _to_cache(indicator_set: IndicatorSet) -> bytes | None:
+    """The set as JSON, or None unless it reads back equal to the set."""
+    tools = []
+    for tool in indicator_set.tools.values():
+        where = {
+            id(item): (section, index)
+            for section, items in tool.data.items()
+            if isinstance(items, list)
+            for index, item in enumerate(items)
+        }
+        indicators = []
+        for ind in tool.indicators:
+            if id(ind.fields) not in where:
+                return None
+            section, index = where[id(ind.fields)]
+            indicators.append([ind.id, ind.section, section, index, ind.origin])
+        tools.append(
+            {
+                "id": tool.id,
+                "title": tool.title,
+                "stages": tool.stages,
+                "dual_use": tool.dual_use,
+                "data": tool.data,
+                "path": tool.path,
+                "indicators": indicators,
+            }
+        )
+    try:
+        payload = json.dumps(
+            {"sources": indicator_set.sources, "tools": tools}, ensure_ascii=False
+        ).encode("utf-8")
+    except (TypeError, ValueError):  # a YAML value JSON cannot hold
+        return None
+    # JSON turns int keys into strings and tuples into lists; only a set that
+    # survives the round trip unchanged is cached.
+    return payload if _from_cache(payload) == indicator_set else None
+
+
+def _from_cache(payload: bytes | None) -> IndicatorSet | None:
+    if payload is None:
+        return None
+    try:
+        document = json.loads(payload)
+        indicator_set = IndicatorSet(sources=document["sources"])
+        for item in document["tools"]:
+            tool = Tool(
+                id=item["id"],
+                title=item["title"],
+                stages=item["stages"],
+                dual_use=item["dual_use"],
+                data=item["data"],
+                path=item["path"],
+            )
+            for ind_id, section, where, index, origin in item["indicators"]:
+                fields = tool.data[where][index]
+                tool.indicators.append(
+                    Indicator(ind_id, tool.id, section, fields, origin)
+                )
+            indicator_set.tools[tool.id] = tool
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
     return indicator_set
