@@ -247,26 +247,12 @@ class Job:
 
     @classmethod
     def from_payload(cls, payload: Any, root: Path) -> Job:
-        if not isinstance(payload, dict):
-            raise TaskRefused("payload: not an object")
-        if set(payload) != PAYLOAD_FIELDS:
-            wrong = sorted(map(str, set(payload) ^ PAYLOAD_FIELDS))
-            raise TaskRefused(f"payload: fields {wrong} missing or unknown")
-        if payload["schema"] != PAYLOAD_SCHEMA:
-            raise TaskRefused(f"schema: {payload['schema']!r}")
-        if payload["toolmarks_version"] != __version__:
-            raise TaskRefused(
-                f"sent by toolmarks {payload['toolmarks_version']!r}, "
-                f"this worker is {__version__}"
-            )
+        _check_envelope(payload, PAYLOAD_FIELDS, PAYLOAD_SCHEMA)
         image = _relative(payload["image"], "image")
         folder = _relative(payload["folder"], "folder")
         if folder.name.startswith("."):
             raise TaskRefused("folder: hidden names are the workers' own")
-        indicators = payload["indicators"]
-        if not isinstance(indicators, list):
-            raise TaskRefused("indicators: not a list")
-        paths = tuple(str(_relative(p, "indicators")) for p in indicators)
+        paths = _indicator_paths(payload)
         for name in ("shipped", "verify", "rescan"):
             if type(payload[name]) is not bool:
                 raise TaskRefused(f"{name}: not true or false")
@@ -302,23 +288,9 @@ class UnitJob:
 
     @classmethod
     def from_payload(cls, payload: Any, root: Path) -> UnitJob:
-        if not isinstance(payload, dict):
-            raise TaskRefused("payload: not an object")
-        if set(payload) != UNIT_PAYLOAD_FIELDS:
-            wrong = sorted(map(str, set(payload) ^ UNIT_PAYLOAD_FIELDS))
-            raise TaskRefused(f"payload: fields {wrong} missing or unknown")
-        if payload["schema"] != UNIT_PAYLOAD_SCHEMA:
-            raise TaskRefused(f"schema: {payload['schema']!r}")
-        if payload["toolmarks_version"] != __version__:
-            raise TaskRefused(
-                f"sent by toolmarks {payload['toolmarks_version']!r}, "
-                f"this worker is {__version__}"
-            )
+        _check_envelope(payload, UNIT_PAYLOAD_FIELDS, UNIT_PAYLOAD_SCHEMA)
         image = _relative(payload["image"], "image")
-        indicators = payload["indicators"]
-        if not isinstance(indicators, list):
-            raise TaskRefused("indicators: not a list")
-        paths = tuple(str(_relative(p, "indicators")) for p in indicators)
+        paths = _indicator_paths(payload)
         index, stride = payload["index"], payload["stride"]
         if type(index) is not int or type(stride) is not int:
             raise TaskRefused("index, stride: not integers")
@@ -339,6 +311,30 @@ class UnitJob:
             indicator_set_version=payload["indicator_set_version"],
             options=_scan_options(payload["options"]),
         )
+
+
+def _check_envelope(payload: Any, fields: frozenset[str], schema: str) -> None:
+    """A payload is an object of exactly these fields, of this schema, sent by
+    this toolmarks version."""
+    if not isinstance(payload, dict):
+        raise TaskRefused("payload: not an object")
+    if set(payload) != fields:
+        wrong = sorted(map(str, set(payload) ^ fields))
+        raise TaskRefused(f"payload: fields {wrong} missing or unknown")
+    if payload["schema"] != schema:
+        raise TaskRefused(f"schema: {payload['schema']!r}")
+    if payload["toolmarks_version"] != __version__:
+        raise TaskRefused(
+            f"sent by toolmarks {payload['toolmarks_version']!r}, "
+            f"this worker is {__version__}"
+        )
+
+
+def _indicator_paths(payload: dict[str, Any]) -> tuple[str, ...]:
+    indicators = payload["indicators"]
+    if not isinstance(indicators, list):
+        raise TaskRefused("indicators: not a list")
+    return tuple(str(_relative(p, "indicators")) for p in indicators)
 
 
 _SETS: dict[tuple[tuple[str, ...], bool], IndicatorSet] = {}
