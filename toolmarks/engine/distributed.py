@@ -18,6 +18,7 @@ was delivered, and writes the outputs a local scan would.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
 import os
 import shutil
@@ -382,11 +383,15 @@ def _publish(partial: Path, final: Path, wanted: dict[str, Any] | None) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def run_job(job: Job, root: Path) -> CaseImage:
+def run_job(job: Job, root: Path, stale_after: float | None = None) -> CaseImage:
     """Scans one image into its folder (skips a current one); raises
-    TaskRefused when the indicator files are not the client's."""
+    TaskRefused when the indicator files are not the client's. Private folders
+    of earlier scans of it started more than `stale_after` seconds ago (the
+    task time limit: their tasks were stopped) are removed first."""
     indicator_set = _indicator_set(job, root)
     name = job.folder.name
+    if stale_after is not None:
+        _remove_stale_partials(job.folder, stale_after)
     try:
         wanted: dict[str, Any] | None = marker(
             str(job.image), indicator_set, job.options
@@ -413,12 +418,25 @@ def run_job(job: Job, root: Path) -> CaseImage:
     return dataclasses.replace(result, name=name)
 
 
+def _remove_stale_partials(folder: Path, older_than: float) -> None:
+    """Removes the private folders left by scans of this image whose worker was
+    killed. A folder's time is its scan's start (entries are added only at the
+    end): one older than the time limit belongs to no running task."""
+    cutoff = time.time() - older_than
+    for stale in folder.parent.glob(f".{glob.escape(folder.name)}.partial-*"):
+        try:
+            if stale.is_dir() and stale.stat().st_mtime < cutoff:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def _scan_task(self: Any, payload: Any) -> dict[str, Any]:
     """The Celery task: a checked payload scanned, or refused and logged."""
     root = Path(self.app.conf.toolmarks_evidence_root or os.getcwd())
     try:
         job = Job.from_payload(payload, root)
-        return run_job(job, root).as_dict()
+        return run_job(job, root, self.app.conf.task_time_limit).as_dict()
     except TaskRefused as error:
         _LOG.error("refused task %s: %s", self.request.id, error)
         return {"status": "refused", "error": f"refused by the worker: {error}"}
