@@ -22,7 +22,7 @@ from typing import Any
 
 from toolmarks import __version__
 from toolmarks.engine.run import run_scan
-from toolmarks.engine.scan import ScanOptions
+from toolmarks.engine.scan import RunUnits, ScanOptions
 from toolmarks.evidence import EvidenceError
 from toolmarks.indicators.model import IndicatorSet
 from toolmarks.output.case import CASE_FILES, CaseImage
@@ -148,10 +148,14 @@ def scan_one(
     *,
     rescan: bool = False,
     command_line: str = "",
+    run_units: RunUnits | None = None,
+    failures: tuple[type[Exception], ...] = (),
+    fatal: tuple[type[Exception], ...] = (),
 ) -> CaseImage:
     """Scans one image into `folder` (every output, then the marker), or skips
     it when the folder is current; never raises for a bad image: the result
-    says why it failed."""
+    says why it failed. `run_units` runs the scan's units elsewhere (run_scan's);
+    its errors of `failures` fail the image, of `fatal` end the batch."""
     name = Path(folder).name
     outdir = Path(folder)
     try:
@@ -160,12 +164,6 @@ def scan_one(
         wanted = None  # missing or unreadable: run_scan gives the message
     if wanted is not None and not rescan and is_current(outdir, wanted):
         return CaseImage(name, image, "ok", skipped=True)
-    warnings = 0
-
-    def count(_location: str, _message: str) -> None:
-        nonlocal warnings
-        warnings += 1
-
     try:
         # Gone before the outputs change: a killed rescan leaves no marker
         # vouching for a mix of old and new outputs.
@@ -177,13 +175,15 @@ def scan_one(
             options.scan,
             verify=options.verify,
             command_line=command_line,
-            warn=count,
+            run_units=run_units,
         )
         write_all(outcome, outdir)
         if wanted is not None:
             _write_marker(outdir, wanted)
-    except EvidenceError as error:
+    except (EvidenceError, *failures) as error:
         return CaseImage(name, image, "failed", error=str(error))
+    except fatal:
+        raise
     except Exception as error:  # noqa: BLE001 - one image's failure, not the batch's
         message = f"internal error: {type(error).__name__}: {error}"
         return CaseImage(name, image, "failed", error=message)

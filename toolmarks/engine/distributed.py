@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from toolmarks import __version__
 from toolmarks.engine.batch import (
-    MARKER,
     BatchOptions,
     folder_names,
     is_current,
@@ -564,6 +563,26 @@ def _connection_errors() -> tuple[type[Exception], ...]:
     return (OSError, OperationalError, RedisError)
 
 
+def _under_root(
+    case_dir: Path, indicators: Sequence[str], evidence_root: Path
+) -> tuple[str, list[str]]:
+    """The case folder and indicator files relative to the evidence root;
+    ValueError for one outside it, where the workers cannot reach."""
+    case_rel = under_root(str(case_dir), evidence_root)
+    if case_rel is None:
+        raise ValueError(
+            f"{case_dir}: the case folder must be under the evidence root "
+            f"{evidence_root}, where the workers write"
+        )
+    indicator_rel = []
+    for path in indicators:
+        relative = under_root(path, evidence_root)
+        if relative is None:
+            raise ValueError(f"{path}: indicator files must be under the evidence root")
+        indicator_rel.append(relative)
+    return case_rel, indicator_rel
+
+
 def scan_images_on_broker(
     images: Sequence[str],
     case_dir: Path,
@@ -588,18 +607,7 @@ def scan_images_on_broker(
     evidence root."""
     unique = list(dict.fromkeys(images))
     names = folder_names(unique)
-    case_rel = under_root(str(case_dir), evidence_root)
-    if case_rel is None:
-        raise ValueError(
-            f"{case_dir}: the case folder must be under the evidence root "
-            f"{evidence_root}, where the workers write"
-        )
-    indicator_rel = []
-    for path in indicators:
-        relative = under_root(path, evidence_root)
-        if relative is None:
-            raise ValueError(f"{path}: indicator files must be under the evidence root")
-        indicator_rel.append(relative)
+    case_rel, indicator_rel = _under_root(case_dir, indicators, evidence_root)
     app = make_app(broker)
     run_id = check_broker(app, broker)
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -778,18 +786,6 @@ def scan_image_split(
     outcome (the E01 verified here, beside the units: one pass over the whole
     image that cannot be split, and the damage marking needs the merged
     traces) and every output written here. Raises BrokerError."""
-    from toolmarks.engine.batch import _write_marker
-    from toolmarks.engine.run import run_scan
-    from toolmarks.evidence import EvidenceError
-    from toolmarks.output.writers import write_all
-
-    name = folder.name
-    try:
-        wanted: dict[str, Any] | None = marker(image, indicator_set, options)
-    except OSError:
-        wanted = None
-    if wanted is not None and not rescan and is_current(folder, wanted):
-        return CaseImage(name, image, "ok", skipped=True)
     scan_options = dataclasses.replace(options.scan, workers=max(1, shares))
 
     def run_units(units: list[Unit]) -> list[UnitResult]:
@@ -815,36 +811,17 @@ def scan_image_split(
         ]
         return gather_units(app, sent, len(units), run_id=run_id, broker=broker)
 
-    warnings = 0
-
-    def count(_location: str, _message: str) -> None:
-        nonlocal warnings
-        warnings += 1
-
-    try:
-        if folder.is_dir():
-            (folder / MARKER).unlink(missing_ok=True)
-        outcome = run_scan(
-            image,
-            indicator_set,
-            scan_options,
-            verify=options.verify,
-            command_line=command_line,
-            warn=count,
-            run_units=run_units,
-        )
-        write_all(outcome, folder)
-        if wanted is not None:
-            _write_marker(folder, wanted)
-    except (EvidenceError, UnitFailed) as error:
-        return CaseImage(name, image, "failed", error=str(error))
-    except (BrokerError, *_connection_errors()):
-        raise
-    except Exception as error:  # noqa: BLE001 - one image's failure, not the batch's
-        message = f"internal error: {type(error).__name__}: {error}"
-        return CaseImage(name, image, "failed", error=message)
-    return CaseImage(
-        name, image, "ok", seconds=outcome.seconds, warnings=len(outcome.warnings)
+    # The marker leaves the number of workers out: shares make no other change.
+    return scan_one(
+        image,
+        str(folder),
+        indicator_set,
+        dataclasses.replace(options, scan=scan_options),
+        rescan=rescan,
+        command_line=command_line,
+        run_units=run_units,
+        failures=(UnitFailed,),
+        fatal=(BrokerError, *_connection_errors()),
     )
 
 
@@ -868,17 +845,7 @@ def scan_images_split(
     keep more workers busy whole. Raises as scan_images_on_broker."""
     unique = list(dict.fromkeys(images))
     names = folder_names(unique)
-    if under_root(str(case_dir), evidence_root) is None:
-        raise ValueError(
-            f"{case_dir}: the case folder must be under the evidence root "
-            f"{evidence_root}, where the workers write"
-        )
-    indicator_rel = []
-    for path in indicators:
-        relative = under_root(path, evidence_root)
-        if relative is None:
-            raise ValueError(f"{path}: indicator files must be under the evidence root")
-        indicator_rel.append(relative)
+    _, indicator_rel = _under_root(case_dir, indicators, evidence_root)
     app = make_app(broker)
     run_id = check_broker(app, broker)
     case_dir.mkdir(parents=True, exist_ok=True)
