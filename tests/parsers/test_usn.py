@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import time
 from pathlib import Path
 from types import ModuleType
@@ -21,9 +22,10 @@ import pytest
 from dtfabric.runtime import fabric
 
 from toolmarks.events import Trace
+from toolmarks.evidence import Evidence
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.indicators.loader import load
-from toolmarks.parsers import manager
+from toolmarks.parsers import manager, usn
 from toolmarks.parsers.usn import (
     BLOCK_SIZE,
     DATA_TYPE,
@@ -377,6 +379,141 @@ def test_sparse_leading_zeros_are_skipped(story: Any, compiled: CompiledSet) -> 
         t.attributes["offset"] for t in expected.traces
     ]
     assert elapsed < 5.0  # a hang guard; the bench measures the speed
+
+
+def _busy_journal(planted: Planter, scenario_builder: ModuleType) -> bytes:
+    """A journal of 2 MiB of everyday records (short and 255-character names,
+    names of the root and of other folders, renames, records of the planted
+    files' references) around the planted story, padded to whole blocks."""
+    rng = random.Random(7)
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789 _-.~{}éß漢"
+    reasons = scenario_builder.USN_REASONS
+    filler = []
+    while len(filler) < 16_000:
+        size = rng.choice((1, 5, 12, 31, 32, 33, 64, 100, 255))
+        name = "".join(rng.choice(letters) for _ in range(size)).strip(" .") or "x"
+        flags = rng.choice(
+            [["FILE_CREATE"], ["DATA_EXTEND", "CLOSE"], ["RENAME_OLD_NAME"]]
+        )
+        filler.append(
+            {
+                "name": name,
+                "file_reference": _ref(rng.choice(("70-3", "80-4", "300-1", "301-2"))),
+                "parent_reference": _ref(rng.choice((ROOT_DIR, DOCS_DIR, TEMP_DIR))),
+                "filetime": planted.base,
+                "reasons": sum(reasons[flag] for flag in flags),
+            }
+        )
+    journal = bytearray()
+    half = len(filler) // 2
+    scenario_builder.usn_append(journal, filler[:half])
+    scenario_builder.usn_append(journal, planted.records)
+    scenario_builder.usn_append(journal, filler[half:])
+    journal.extend(bytes(-len(journal) % BLOCK_SIZE))
+    return bytes(journal)
+
+
+def _facts(result: Any) -> tuple:
+    return (
+        result.records,
+        result.warnings,
+        [
+            (t.timestamp_desc, t.timestamp, t.attributes, [vars(m) for m in t.matches])
+            for t in result.traces
+        ],
+    )
+
+
+def test_numpy_walk_gives_what_the_record_walk_gives(
+    planted: Planter,
+    scenario_builder: ModuleType,
+    compiled: CompiledSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    journal = _busy_journal(planted, scenario_builder)
+    walked = []
+    fast = usn._Parser._fast_chunk
+
+    def counted(self: Any, data: bytes, base: int) -> bool:
+        walked.append(fast(self, data, base))
+        return walked[-1]
+
+    monkeypatch.setattr(usn._Parser, "_fast_chunk", counted)
+    quick = parse_usn(io.BytesIO(journal), SOURCE, compiled)
+    assert walked and all(walked)
+    monkeypatch.setattr(usn._Parser, "_fast_chunk", lambda *_: False)
+    slow = parse_usn(io.BytesIO(journal), SOURCE, compiled)
+    assert _facts(quick) == _facts(slow)
+    assert quick.records > 16_000
+    wipes = _kind(quick.traces, "sdelete_wipe")
+    assert [w.attributes["original_name"] for w in wipes] == [
+        "secret.docx",
+        "plan.xlsx",
+    ]
+
+
+def test_holes_of_a_sparse_local_file_are_not_read(
+    story: Any, compiled: CompiledSet, tmp_path: Path
+) -> None:
+    journal, expected = story
+    hole = 64 * 1024 * 1024
+    path = tmp_path / "J"
+    with path.open("wb") as handle:
+        handle.seek(hole)
+        handle.write(journal)
+    with path.open("rb") as handle:
+        result = parse_usn(handle, SOURCE, compiled)
+    assert result.hole_bytes == hole
+    assert result.bytes_read == len(journal)
+    assert [t.attributes["offset"] - hole for t in result.traces] == [
+        t.attributes["offset"] for t in expected.traces
+    ]
+
+
+class Clusters(io.BytesIO):
+    """A journal whose data runs are 512-byte clusters, some left sparse."""
+
+    def __init__(self, data: bytes, runs: list[tuple[int, int]]) -> None:
+        super().__init__(data)
+        self.runs = runs
+
+    def data_ranges(self) -> list[tuple[int, int]]:
+        return self.runs
+
+
+def test_data_runs_smaller_than_a_block(story: Any, compiled: CompiledSet) -> None:
+    journal, expected = story
+    lead = bytes(3 * BLOCK_SIZE)
+    data = lead + journal
+    # Runs cut blocks in pieces, out of order, with the sparse lead left out.
+    size = len(data)
+    runs = [(len(lead) + 512, size), (len(lead), len(lead) + 512)]
+    result = parse_usn(Clusters(data, runs), SOURCE, compiled)
+    assert result.hole_bytes == len(lead)
+    assert result.warnings == []
+    assert [t.attributes["offset"] - len(lead) for t in result.traces] == [
+        t.attributes["offset"] for t in expected.traces
+    ]
+
+
+def test_journal_in_an_image_is_read_by_its_data_runs(
+    traces_images: dict[str, Any], compiled: CompiledSet
+) -> None:
+    """The traces scenario's $J starts with 64 KiB that ntfs-3g left sparse:
+    TSK's data runs say so, and the parser never reads them."""
+    with Evidence(str(traces_images["raw"])) as evidence:
+        (volume,) = evidence.volumes()
+        item = evidence.lookup(volume, "/$Extend/$UsnJrnl", stream="$J")
+        assert item is not None
+        with item.open() as stream:
+            ranges = stream.data_ranges()
+            whole = stream.read()
+            result = parse_usn(stream, SOURCE, compiled)
+    assert ranges[0][0] == 64 * 1024 and ranges[-1][1] == len(whole)
+    assert whole[: 64 * 1024] == bytes(64 * 1024)
+    assert result.hole_bytes == 64 * 1024
+    assert _facts(result) == _facts(parse_usn(io.BytesIO(whole), SOURCE, compiled))
+    assert {t.attributes["file_name"] for t in result.traces} >= {"wceaux.dll"}
 
 
 # --- bad input ---------------------------------------------------------------

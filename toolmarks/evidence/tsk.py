@@ -149,6 +149,36 @@ class TSKStream(ReadOnlyStream):
             wanted -= len(data)
         return b"".join(chunks)
 
+    def data_ranges(self) -> list[tuple[int, int]] | None:
+        """(start, end) byte ranges of the stream held in data runs; the rest
+        (sparse runs) reads as zeros. None when TSK cannot tell."""
+        if self._attr_type is None:
+            return None
+        try:
+            for attribute in self._file:
+                info = attribute.info
+                if int(info.type) != self._attr_type or int(info.id) != self._attr_id:
+                    continue
+                if not int(info.flags) & _ATTR_NONRESIDENT:
+                    return [(0, self._size)]
+                block = int(self._file.info.fs_info.block_size)
+                ranges: list[tuple[int, int]] = []
+                for run in attribute:
+                    if int(run.flags) & _RUN_NOT_ON_DISK:
+                        continue
+                    start = int(run.offset) * block
+                    end = min(start + int(run.len) * block, self._size)
+                    if start >= end:
+                        continue
+                    if ranges and ranges[-1][1] == start:
+                        ranges[-1] = (ranges[-1][0], end)
+                    else:
+                        ranges.append((start, end))
+                return ranges
+        except (OSError, RuntimeError):
+            return None
+        return None
+
 
 class TSKFileSystem:
     """An open TSK file system of one volume."""

@@ -3,6 +3,7 @@ never past it, and an exception said in one bounded line."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 from typing import BinaryIO
@@ -61,3 +62,42 @@ def _size_of(file_object: BinaryIO) -> int | None:
     except (OSError, ValueError, io.UnsupportedOperation):
         return None
     return int(size if size is not None else file_object.tell())
+
+
+def data_ranges(file_object: BinaryIO) -> list[tuple[int, int]] | None:
+    """The (start, end) byte ranges of a stream that hold data; the rest is
+    sparse and reads as zeros. None when the stream cannot tell: read it all.
+
+    Evidence streams say it themselves (their data runs); local files through
+    SEEK_DATA/SEEK_HOLE.
+    """
+    own = getattr(file_object, "data_ranges", None)
+    if callable(own):
+        try:
+            return own()
+        except Exception:  # noqa: BLE001 - unknown ranges: the stream is read whole
+            return None
+    seek_data = getattr(os, "SEEK_DATA", None)
+    seek_hole = getattr(os, "SEEK_HOLE", None)
+    try:
+        descriptor = file_object.fileno()
+        size = os.fstat(descriptor).st_size
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if seek_data is None or seek_hole is None:
+        return None
+    ranges: list[tuple[int, int]] = []
+    position = 0
+    try:
+        while position < size:
+            try:
+                start = os.lseek(descriptor, position, seek_data)
+            except OSError as error:
+                if error.errno == errno.ENXIO:
+                    break  # nothing but a hole up to the end
+                raise
+            position = min(os.lseek(descriptor, start, seek_hole), size)
+            ranges.append((start, position))
+    except OSError:
+        return None
+    return ranges

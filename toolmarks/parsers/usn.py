@@ -25,18 +25,20 @@ cannot match here. Bad input never raises: it ends as a warning with the offset.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import io
 import os
 import re
 import struct
 from typing import Any, BinaryIO
 
+import numpy
 from dfdatetime import filetime as dfdatetime_filetime
 
 from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.indicators.compiler import CompiledSet
 from toolmarks.indicators.model import Indicator
-from toolmarks.parsers import manager
+from toolmarks.parsers import manager, reading
 
 DATA_TYPE = "toolmarks:usn:trace"
 
@@ -52,6 +54,7 @@ MAX_WARNINGS = 20  # then one line counts the rest
 _V2 = struct.Struct("<IHHQQqqIIIIHH")  # USN_RECORD_V2, name at 60
 _V3 = struct.Struct("<IHHQQQQqqIIIIHH")  # USN_RECORD_V3 (128-bit references)
 _HEAD = struct.Struct("<IH")
+_FILETIME_EPOCH = datetime.datetime(1601, 1, 1)
 # What _dull needs of a V2 record: file and parent references, reasons, name
 # length and offset.
 _V2_DULL = struct.Struct("<8xQQ16xI12xHH")
@@ -130,6 +133,26 @@ KIND_WIPE = "usn_wipe"
 # RENAME_OLD_NAME record right before the RENAME_NEW_NAME one.
 _RECENT_OLD_NAMES = 4096
 _NAME_CACHE = 65536
+_HIT_IN_ROOT, _HIT_ELSEWHERE = 1, 2
+# Names are grouped in numpy by 4-byte words: first those of up to 16 words (32
+# UTF-16 characters, most names), then the others (255 characters at most).
+_NAME_WORDS = (8, 16, 32, 64, 128)
+
+
+def _word_masks(width: int) -> Any:
+    """Row n: the bytes of each of width words that a name of n bytes fills."""
+    filled = numpy.arange(4 * width + 1)[:, None] - 4 * numpy.arange(width)
+    return (
+        (numpy.uint64(1) << (8 * numpy.clip(filled, 0, 4)).astype(numpy.uint64))
+        - numpy.uint64(1)
+    ).astype(numpy.uint32)
+
+
+_WORD_MASKS = {width: _word_masks(width) for width in _NAME_WORDS}
+# Odd 64-bit multipliers of the words of a name (golden-ratio multiples).
+_NAME_HASH = numpy.arange(1, 256, 2, dtype=numpy.uint64) * numpy.uint64(
+    0x9E3779B97F4A7C15
+) | numpy.uint64(1)
 
 
 def words(flags: int, names: dict[int, str]) -> list[str]:
@@ -151,8 +174,17 @@ def _time(filetime: int) -> dfdatetime_filetime.Filetime | None:
 
 
 def _iso(filetime: int) -> str | None:
-    value = _time(filetime)
-    return value.CopyToDateTimeStringISO8601() if value else None
+    """As dfdatetime's CopyToDateTimeStringISO8601, which walks the days of
+    every year since 1601 and was most of the cost of a journal's traces."""
+    if filetime <= 0:
+        return None
+    seconds, fraction = divmod(filetime, 10_000_000)
+    try:
+        moment = _FILETIME_EPOCH + datetime.timedelta(seconds=seconds)
+    except OverflowError:  # past datetime's year 9999
+        value = _time(filetime)
+        return value.CopyToDateTimeStringISO8601() if value else None
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{fraction:07d}+00:00"
 
 
 @dataclasses.dataclass
@@ -222,6 +254,7 @@ class UsnResult:
     range_records: int = 0  # V4 records, skipped
     bytes_read: int = 0
     zero_bytes: int = 0  # in chunks that held nothing but zeros
+    hole_bytes: int = 0  # sparse ranges of the stream, never read
     problems: int = 0
 
     def warn(self, problem: str) -> None:
@@ -269,39 +302,189 @@ class _Parser:
             if ind.id in WIPE_INDICATORS
         }
         self.names: dict[tuple[bytes, int], tuple[str, str, list[Indicator]]] = {}
-        self.root_names: dict[bytes, bool] = {}
-        self.other_names: dict[bytes, bool] = {}
+        # Raw name -> _HIT_IN_ROOT | _HIT_ELSEWHERE: whether some indicator can
+        # meet it as a file of the root folder, of another folder.
+        self.name_hits: dict[bytes, int] = {}
         self.open: dict[int, _Operation] = {}
         self.done: list[_Operation] = []
         self.old_names: dict[int, Record] = {}
         self.wipes: dict[int, _Wipe] = {}
 
     def run(self, file_object: BinaryIO) -> None:
-        try:
-            file_object.seek(0, os.SEEK_SET)
-        except (OSError, io.UnsupportedOperation):
-            pass  # a stream that cannot seek is read from where it stands
-        offset = 0
-        while True:
-            try:
-                chunk = file_object.read(CHUNK_SIZE)
-            except OSError as error:
-                self.result.warn(f"read error at offset {offset}: {error}")
-                break
-            if not chunk:
-                break
-            self.result.bytes_read += len(chunk)
-            if chunk == _ZERO_CHUNK[: len(chunk)]:
-                self.result.zero_bytes += len(chunk)
-            else:
-                self._chunk(chunk, offset)
-            offset += len(chunk)
-            if len(chunk) < CHUNK_SIZE:
-                # Short reads only at the end: the stream object loops itself.
-                break
+        ranges = reading.data_ranges(file_object)
+        if ranges is None:
+            self._read(file_object, 0, None)
+        else:
+            position = 0
+            for start, end in _blocks(ranges):
+                # Holes of a sparse $J (often gigabytes) are zeros: never read.
+                self.result.hole_bytes += start - position
+                if not self._read(file_object, start, end):
+                    break
+                position = end
         for operation in self.open.values():
             self.done.append(operation)
         self._traces()
+
+    def _read(self, file_object: BinaryIO, offset: int, end: int | None) -> bool:
+        """Reads and walks [offset, end) (to the end of the stream if end is
+        None); False once the stream cannot be read further."""
+        try:
+            file_object.seek(offset, os.SEEK_SET)
+        except (OSError, io.UnsupportedOperation):
+            if offset:
+                self.result.warn(f"cannot seek to offset {offset}")
+                return False
+            # A stream that cannot seek is read from where it stands.
+        while end is None or offset < end:
+            size = CHUNK_SIZE if end is None else min(CHUNK_SIZE, end - offset)
+            try:
+                chunk = file_object.read(size)
+            except OSError as error:
+                self.result.warn(f"read error at offset {offset}: {error}")
+                return False
+            if not chunk:
+                return end is None
+            self.result.bytes_read += len(chunk)
+            if chunk == _ZERO_CHUNK[: len(chunk)]:
+                self.result.zero_bytes += len(chunk)
+            elif not self._fast_chunk(chunk, offset):
+                self._chunk(chunk, offset)
+            offset += len(chunk)
+            if len(chunk) < size:
+                # Short reads only at the end: the stream object loops itself.
+                return False
+        return True
+
+    def _fast_chunk(self, data: bytes, base: int) -> bool:
+        """Walks a chunk of well-formed V2 records with numpy, all blocks at
+        once, and hands only the records that matter to _record/_track. False
+        (nothing done) when the chunk holds anything else: bad lengths, other
+        versions, names out of bounds, so _chunk reads it and warns."""
+        size = len(data)
+        if self.kept is not None or size % 8 or base % BLOCK_SIZE:
+            return False
+        u8 = numpy.frombuffer(data, numpy.uint8)
+        u16, u32, u64 = u8.view("<u2"), u8.view("<u4"), u8.view("<u8")
+        position = numpy.arange(0, size, BLOCK_SIZE, dtype=numpy.int64)
+        end = numpy.minimum(position + BLOCK_SIZE, size)
+        found = []
+        # One pass per record rank: the chain of lengths inside each block is
+        # followed for every block together.
+        while position.size:
+            inside = position + 8 <= end
+            position, end = position[inside], end[inside]
+            length = u32[position >> 2].astype(numpy.int64)
+            live = length != 0  # zero: the rest of the block is padding
+            position, end, length = position[live], end[live], length[live]
+            if (
+                (length < _V2.size)
+                | (length & 7 != 0)
+                | (position + length > end)
+                | (u16[(position >> 1) + 2] != 2)
+            ).any():
+                return False
+            found.append(position)
+            position = position + length
+        if not found:
+            return True
+        # In rank order, not offset order: only the wanted few need sorting.
+        at = numpy.concatenate(found)
+        length = u32[at >> 2].astype(numpy.int64)
+        name_length = u16[(at + 56) >> 1].astype(numpy.int64)
+        name_offset = u16[(at + 58) >> 1].astype(numpy.int64)
+        if ((name_offset < _V2.size) | (name_offset + name_length > length)).any():
+            return False
+        file_ref = u64[(at + 8) >> 3]
+        parent_entry = u64[(at + 16) >> 3] & 0xFFFFFFFFFFFF
+        reasons = u32[(at + 40) >> 2]
+        codes = self._name_codes(data, u32, at + name_offset, name_length)
+        root = parent_entry == ROOT_ENTRY
+        hit = numpy.where(root, codes & _HIT_IN_ROOT, codes & _HIT_ELSEWHERE) != 0
+        tracked = set(self.open) | set(self.wipes)
+        tracked.update(file_ref[hit].tolist())
+        wanted = hit | (reasons & REASON_RENAME_OLD_NAME != 0)
+        if tracked:
+            wanted |= numpy.isin(file_ref, numpy.fromiter(tracked, numpy.uint64))
+        self.result.records += int(at.size - numpy.count_nonzero(wanted))
+        chosen = numpy.sort(at[wanted])
+        for position, size in zip(
+            chosen.tolist(), u32[chosen >> 2].tolist(), strict=True
+        ):
+            record = self._record(data, position, size, 2, base + position)
+            if record is not None:
+                self.result.records += 1
+                self._track(record)
+        return True
+
+    def _name_codes(self, data: bytes, u32: Any, start: Any, length: Any) -> Any:
+        """The name_hits code of each name (start, length in bytes). Names at a
+        word boundary are grouped in numpy (a hash of their words, then every
+        name compared word by word with its group's first: exact), so Python
+        sees one bytes object per distinct name, not one per record."""
+        codes = numpy.zeros(start.size, numpy.uint8)
+        left = start & 3 == 0
+        for width in _NAME_WORDS:
+            chosen = numpy.flatnonzero(left & (length <= 4 * width))
+            if chosen.size and self._group(
+                data, u32, start, length, chosen, width, codes
+            ):
+                left[chosen] = False
+        rest = numpy.flatnonzero(left | (start & 3 != 0))
+        if rest.size:
+            codes[rest] = [
+                self._code(data[begin : begin + count])
+                for begin, count in zip(
+                    start[rest].tolist(), length[rest].tolist(), strict=True
+                )
+            ]
+        return codes
+
+    def _group(
+        self,
+        data: bytes,
+        u32: Any,
+        start: Any,
+        length: Any,
+        chosen: Any,
+        width: int,
+        codes: Any,
+    ) -> bool:
+        """Sets codes[chosen] through one Python look-up per distinct name; False
+        on a hash collision (the caller looks each name up)."""
+        at, size = start[chosen], length[chosen]
+        column = numpy.arange(width, dtype=numpy.int64)
+        index = numpy.minimum((at >> 2)[:, None] + column, u32.size - 1)
+        words = u32[index] & _WORD_MASKS[width][size]
+        key = (words.astype(numpy.uint64) * _NAME_HASH[:width]).sum(
+            axis=1, dtype=numpy.uint64
+        ) ^ size.astype(numpy.uint64)
+        _, first, group = numpy.unique(key, return_index=True, return_inverse=True)
+        leader = first[group]
+        if not ((words == words[leader]).all() and (size == size[leader]).all()):
+            return False
+        distinct = [
+            self._code(data[begin : begin + count])
+            for begin, count in zip(
+                at[first].tolist(), size[first].tolist(), strict=True
+            )
+        ]
+        codes[chosen] = numpy.array(distinct, numpy.uint8)[group]
+        return True
+
+    def _code(self, raw: bytes) -> int:
+        code = self.name_hits.get(raw)
+        if code is None:
+            if len(self.name_hits) >= _NAME_CACHE:
+                self.name_hits.clear()
+            code = self.name_hits[raw] = self._name_hit(raw)
+        return code
+
+    def _name_hit(self, raw: bytes) -> int:
+        name = raw.decode("utf-16-le", errors="backslashreplace")
+        return (_HIT_IN_ROOT if self._match(f"\\{name}") else 0) | (
+            _HIT_ELSEWHERE if self._match(f"\\<MFT 0-0>\\{name}") else 0
+        )
 
     def _chunk(self, data: bytes, base: int) -> None:
         size = len(data)
@@ -357,19 +540,9 @@ class _Parser:
         if reasons & REASON_RENAME_OLD_NAME:
             return False
         start = position + name_offset
-        raw = data[start : start + name_length]
+        code = self._code(data[start : start + name_length])
         root = parent_ref & 0xFFFFFFFFFFFF == ROOT_ENTRY
-        cache = self.root_names if root else self.other_names
-        hit = cache.get(raw)
-        if hit is None:
-            if len(cache) >= _NAME_CACHE:
-                cache.clear()
-            # Whether any indicator can meet this name in some folder; the full
-            # read matches it with its real parent.
-            name = raw.decode("utf-16-le", errors="backslashreplace")
-            path = f"\\{name}" if root else f"\\<MFT 0-0>\\{name}"
-            hit = cache[raw] = bool(self._match(path))
-        return not hit
+        return not code & (_HIT_IN_ROOT if root else _HIT_ELSEWHERE)
 
     def _record(
         self, data: bytes, position: int, length: int, version: int, at: int
@@ -566,6 +739,20 @@ class _Parser:
                 "deleted": True,
             },
         )
+
+
+def _blocks(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Data ranges widened to whole journal blocks and merged: clusters can be
+    smaller than a block, and a block is walked from its start, once."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        start -= start % BLOCK_SIZE
+        end += -end % BLOCK_SIZE
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
+        else:
+            out.append((start, end))
+    return out
 
 
 def _first(item: tuple[int, Trace]) -> int:
