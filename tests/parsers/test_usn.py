@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import plaso.parsers
+import pyfsntfs
 import pytest
 from dtfabric.runtime import fabric
 
@@ -35,6 +36,7 @@ from toolmarks.parsers.usn import (
     parse_usn,
     read_records,
 )
+from toolmarks.plugins.parsers import Journal
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / ".." / "shared" / "test_data" / "real" / "usn" / "UsnJrnl.raw"
@@ -514,6 +516,27 @@ def test_journal_in_an_image_is_read_by_its_data_runs(
     assert result.hole_bytes == 64 * 1024
     assert _facts(result) == _facts(parse_usn(io.BytesIO(whole), SOURCE, compiled))
     assert {t.attributes["file_name"] for t in result.traces} >= {"wceaux.dll"}
+
+
+def test_journal_in_the_plaso_front_skips_sparse_extents(
+    traces_images: dict[str, Any], compiled: CompiledSet
+) -> None:
+    """The plaso front reads `$J` through libfsntfs: its sparse extent is not
+    read either, and the traces are those of the whole stream."""
+    volume = pyfsntfs.volume()
+    volume.open(str(traces_images["raw"]))
+    try:
+        entry = volume.get_file_entry_by_path("\\$Extend\\$UsnJrnl")
+        stream = entry.get_alternate_data_stream_by_name("$J")
+        journal = Journal(stream)
+        assert journal.data_ranges() == [(64 * 1024, stream.get_size())]
+        result = parse_usn(journal, SOURCE, compiled)
+        stream.seek(0)
+        whole = stream.read()
+    finally:
+        volume.close()
+    assert result.hole_bytes == 64 * 1024
+    assert _facts(result) == _facts(parse_usn(io.BytesIO(whole), SOURCE, compiled))
 
 
 # --- bad input ---------------------------------------------------------------

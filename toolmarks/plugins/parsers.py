@@ -8,6 +8,7 @@ whichever front read it. Registered with plaso's ParsersManager on import.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pyfsntfs
@@ -100,9 +101,10 @@ class ToolmarksUsnJrnlParser(ntfs.NTFSUsnJrnlParser):
             entry = volume.get_file_entry_by_path(
                 JOURNAL.split(":")[0].replace("/", "\\")
             )
-            journal = entry and entry.get_alternate_data_stream_by_name("$J")
-            for definition in self.DEFINITIONS if journal is not None else ():
-                journal.seek(0)
+            stream = entry and entry.get_alternate_data_stream_by_name("$J")
+            for definition in self.DEFINITIONS if stream is not None else ():
+                stream.seek(0)
+                journal = Journal(stream)
                 parser_mediator.AppendToParserChain(definition.parser_name)
                 try:
                     produce(parser_mediator, definition, journal, JOURNAL, "$J", True)
@@ -110,6 +112,39 @@ class ToolmarksUsnJrnlParser(ntfs.NTFSUsnJrnlParser):
                     parser_mediator.PopFromParserChain()
         finally:
             volume.close()
+
+
+class Journal:
+    """libfsntfs' `$J` stream, telling its sparse extents (as plaso's usnjrnl
+    parser skips them) so that the parsers never read them."""
+
+    _SPARSE = 0x00000001  # LIBFSNTFS_EXTENT_FLAG_IS_SPARSE
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._stream.seek(offset, whence)
+        return self._stream.get_offset()
+
+    def tell(self) -> int:
+        return self._stream.get_offset()
+
+    def get_size(self) -> int:
+        return self._stream.get_size()
+
+    def data_ranges(self) -> list[tuple[int, int]]:
+        size = self._stream.get_size()
+        ranges, position = [], 0
+        for index in range(self._stream.get_number_of_extents()):
+            _, length, flags = self._stream.get_extent(index)
+            if not flags & self._SPARSE and position < size:
+                ranges.append((position, min(position + length, size)))
+            position += length
+        return ranges
 
 
 def source_of(path_spec: Any) -> str:
