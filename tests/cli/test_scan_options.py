@@ -49,6 +49,83 @@ def test_bad_arguments_exit_2(demo_image, tmp_path: Path) -> None:
     assert result.returncode == 2 and f"{bad}:1:" in result.stderr
 
 
+def test_output_that_is_a_file_exits_2(demo_image, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    wanted = {
+        notes: f"{notes}: exists and is not a folder",
+        notes / "out": f"{notes / 'out'}: cannot be made: {notes} is not a folder",
+    }
+    for command in ("scan", "batch"):
+        for out, message in wanted.items():
+            result = run(command, str(demo_image["e01"]), "-o", str(out))
+            assert result.returncode == 2, result.stderr
+            assert "internal error" not in result.stderr
+            assert f"argument -o/--output: {message}\n" in result.stderr
+    assert notes.read_text() == "mine"
+
+
+def test_bad_numbers_exit_2(demo_image, tmp_path: Path) -> None:
+    image, out = str(demo_image["e01"]), str(tmp_path / "out")
+    bad = {
+        ("scan", "--max-file-size", "-5"): "must be 1 byte or more",
+        ("scan", "--max-file-size", "0"): "must be 1 byte or more",
+        ("scan", "--max-file-size", "inf"): "not a size",
+        ("scan", "--workers", "0"): "must be 1 or more",
+        ("scan", "--workers", "-3"): "must be 1 or more",
+        ("scan", "--vss", "0"): "invalid VSS store selection",
+        ("batch", "--max-file-size", "-5"): "must be 1 byte or more",
+        ("batch", "--workers", "0"): "must be 1 or more",
+        ("batch", "--split-images", "0"): "must be 1 or more",
+        ("batch", "--partitions", "x"): "invalid partition selection",
+    }
+    for (command, option, value), message in bad.items():
+        result = run(command, image, "-o", out, option, value)
+        assert result.returncode == 2, (option, value, result.stderr)
+        assert f"argument {option}: " in result.stderr
+        assert message in result.stderr, result.stderr
+    assert not Path(out).exists()
+
+
+def test_missing_vss_stores_are_warned(
+    demo_image, real_data: Path, tmp_path: Path
+) -> None:
+    """As a partition that does not exist: a warning naming the store, on
+    stderr (once) and in scan.json; the volumes that exist are scanned."""
+    out = tmp_path / "demo"
+    result = run("scan", str(demo_image["e01"]), "-o", str(out), "--vss", "99")
+    assert result.returncode == 0, result.stderr
+    message = (
+        "VSS store 99 does not exist (no volume has readable Volume Shadow Copies)"
+    )
+    assert result.stderr.count(f"toolmarks: warning: demo.E01: {message}\n") == 1
+    summary = json.loads((out / "scan.json").read_text())
+    assert summary["warnings"] == [{"location": "demo.E01", "message": message}]
+    assert [volume["label"] for volume in summary["volumes"]] == [""]
+    # MANIFEST: vsstest.qcow2 has two stores.
+    out = tmp_path / "vsstest"
+    image = real_data / "images" / "vsstest.qcow2"
+    result = run("scan", str(image), "-o", str(out), "--vss", "2,3", "--json-log")
+    assert result.returncode == 0, result.stderr
+    warnings = [
+        json.loads(line)
+        for line in result.stderr.splitlines()
+        if json.loads(line)["event"] == "warning"
+    ]
+    assert warnings == [
+        {
+            "event": "warning",
+            "location": "vsstest.qcow2",
+            "message": "VSS store 3 does not exist",
+        }
+    ]
+    summary = json.loads((out / "scan.json").read_text())
+    assert [volume["label"] for volume in summary["volumes"]] == ["", "vss2"]
+    assert summary["warnings"] == [
+        {"location": "vsstest.qcow2", "message": "VSS store 3 does not exist"}
+    ]
+
+
 def test_output_folder_is_not_overwritten(demo_image, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

@@ -10,8 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolmarks.cli.common import UsageError, add_indicator_options, load_set
-from toolmarks.cli.scan import _size
+from toolmarks.cli.common import (
+    UsageError,
+    add_indicator_options,
+    load_set,
+    output_folder,
+    positive_int,
+    selection,
+    size,
+)
 from toolmarks.cli.worker import BROKER_ENV, broker_url
 from toolmarks.output.text import printable
 
@@ -111,16 +118,11 @@ def run(args: argparse.Namespace) -> int:
         images.extend(_from_list(path))
     if not images:
         raise UsageError("no images: name them or give --from-list FILE")
-    if args.workers < 0:
-        raise UsageError("--workers must be 1 or more")
-    if args.split_images is not None:
-        if args.split_images < 1:
-            raise UsageError("--split-images must be 1 or more")
-        if not (args.broker or os.environ.get(BROKER_ENV)):
-            raise UsageError("--split-images needs --broker")
-    case_dir = Path(args.output)
-    if case_dir.exists() and not case_dir.is_dir():
-        raise UsageError(f"{case_dir}: exists and is not a folder")
+    if args.split_images is not None and not (
+        args.broker or os.environ.get(BROKER_ENV)
+    ):
+        raise UsageError("--split-images needs --broker")
+    case_dir: Path = args.output
     for image in images:
         resolved = Path(image).resolve()
         if resolved == case_dir.resolve() or case_dir.resolve() in resolved.parents:
@@ -199,7 +201,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "options are skipped unless --rescan.",
     )
     parser.add_argument("images", nargs="*", metavar="IMAGE")
-    parser.add_argument("-o", "--output", required=True, metavar="CASEDIR")
+    parser.add_argument(
+        "-o", "--output", required=True, type=output_folder, metavar="CASEDIR"
+    )
     parser.add_argument(
         "--from-list",
         action="append",
@@ -215,8 +219,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
-        default=0,
+        type=positive_int,
         help="processes in all (default: one per core); images are scanned in "
         "parallel, leftover processes go to the scans of fewer, larger images",
     )
@@ -235,7 +238,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--split-images",
-        type=int,
+        type=positive_int,
         nargs="?",
         const=DEFAULT_SHARES,
         metavar="N",
@@ -244,10 +247,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "over every worker; images are then scanned one after the other and "
         "the outputs are written here (the same bytes as a local scan)",
     )
-    parser.add_argument("--partitions", default="all", help="as for scan")
-    parser.add_argument("--vss", default="none", help="as for scan")
     parser.add_argument(
-        "--max-file-size", type=_size, metavar="SIZE", help="as for scan"
+        "--partitions",
+        default="all",
+        type=selection("partition", "p"),
+        help="as for scan",
+    )
+    parser.add_argument(
+        "--vss", default="none", type=selection("VSS store", "vss"), help="as for scan"
+    )
+    parser.add_argument(
+        "--max-file-size", type=size, metavar="SIZE", help="as for scan"
     )
     parser.add_argument("--no-artefacts", action="store_true", help="as for scan")
     parser.add_argument("--no-leads", action="store_true", help="as for scan")

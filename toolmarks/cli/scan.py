@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shlex
@@ -12,7 +13,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolmarks.cli.common import UsageError, add_indicator_options, load_set
+from toolmarks.cli.common import (
+    UsageError,
+    add_indicator_options,
+    load_set,
+    output_folder,
+    positive_int,
+    selection,
+    size,
+)
 from toolmarks.output.text import printable
 
 if TYPE_CHECKING:
@@ -113,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from toolmarks.output.writers import write_all
 
     indicator_set = load_set(args)
-    outdir = Path(args.output)
+    outdir: Path = args.output
     image = Path(args.image)
     if outdir.exists() and any(outdir.iterdir()) and not args.force:
         raise UsageError(f"{outdir}: exists and is not empty (use --force to reuse)")
@@ -122,6 +131,13 @@ def run(args: argparse.Namespace) -> int:
         or outdir.resolve() in image.resolve().parents
     ):
         raise UsageError(f"{outdir}: the output must not be inside the evidence")
+    made = not outdir.exists()
+    try:
+        # Made now, not after a scan of hours: a folder that cannot be made
+        # (read-only file system, no space for an entry) is a usage error.
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{outdir}: cannot make the output folder: {error.strerror}")
     options = ScanOptions(
         partitions=args.partitions,
         vss=args.vss,
@@ -133,7 +149,13 @@ def run(args: argparse.Namespace) -> int:
         unallocated=args.unallocated,
     )
 
+    told: set[tuple[str, str]] = set()
+
     def warn(location: str, message: str) -> None:
+        # Each worker opens the evidence again and repeats its opening warnings.
+        if (location, message) in told:
+            return
+        told.add((location, message))
         if args.json_log:
             log("warning", location=location, message=message)
         else:
@@ -156,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
             started=lambda: progress.start_totals(str(image), options),
         )
     except EvidenceError as error:
+        if made:
+            with contextlib.suppress(OSError):  # only if still empty
+                outdir.rmdir()
         print(f"toolmarks: error: {printable(str(error))}", file=sys.stderr)
         return 2
     finally:
@@ -187,17 +212,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _size(text: str) -> int:
-    units = {"k": 2**10, "m": 2**20, "g": 2**30}
-    text = text.strip().lower().rstrip("ib")
-    factor = units.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in units else text
-    try:
-        return int(float(number) * factor)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
-
-
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "scan",
@@ -207,26 +221,32 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "timeline.csv and scan.json to OUTDIR. The image is opened read-only.",
     )
     parser.add_argument("image", metavar="IMAGE")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    parser.add_argument(
+        "-o", "--output", required=True, type=output_folder, metavar="OUTDIR"
+    )
     parser.add_argument(
         "--partitions",
         default="all",
+        type=selection("partition", "p"),
         help="'all' or partition numbers, e.g. 1,3 (default all)",
     )
     parser.add_argument(
         "--vss",
         default="none",
-        help="Volume Shadow Copy stores: all, none or e.g. 1,2 (default none)",
+        type=selection("VSS store", "vss"),
+        help="Volume Shadow Copy stores to scan besides the current volumes: "
+        "all, none or e.g. 1,2 (default none); a store that does not exist is "
+        "a warning",
     )
     parser.add_argument(
         "--max-file-size",
-        type=_size,
+        type=size,
         metavar="SIZE",
         help="skip content of larger files (counted and listed "
         "in scan.json); default: no cap",
     )
     parser.add_argument(
-        "--workers", type=int, default=0, help="processes (default: one per core)"
+        "--workers", type=positive_int, help="processes (default: one per core)"
     )
     parser.add_argument(
         "--no-artefacts",

@@ -348,6 +348,15 @@ class Evidence:
                 self._where(""), "no partition table: partition selection ignored"
             )
 
+        # A volume with shadow copies names its missing stores itself.
+        if self._vss and "vss_stores" not in self.image_info:
+            for number in sorted(self._vss):
+                self._warn(
+                    self._where(""),
+                    f"VSS store {number} does not exist (no volume has readable "
+                    "Volume Shadow Copies)",
+                )
+
         self.image_info["volumes"] = [
             {
                 "label": volume.label,

@@ -13,6 +13,7 @@ from dfdatetime import posix_time
 
 from toolmarks.events import CAVEATS, Match, Trace, describe_matches
 from toolmarks.indicators.model import Tool
+from toolmarks.output.text import printable
 
 CSV_FIELDS = (
     "datetime",
@@ -172,7 +173,10 @@ def write_jsonl(path: str, traces: Iterable[Trace], tools: dict[str, Tool]) -> N
 
 
 def excel_safe(value: Any) -> str:
-    text = "" if value is None else str(value)
+    """The cell as text: control and bidi characters escaped as in the terminal
+    and report.html (printable: reversible, \\x1b and \\u202e), then a
+    quote before what a spreadsheet would take for a formula."""
+    text = printable("" if value is None else str(value))
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
