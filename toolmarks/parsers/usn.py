@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import io
 import os
 import re
 import struct
 from typing import Any, BinaryIO
 
-import numpy
 from dfdatetime import filetime as dfdatetime_filetime
 
 from toolmarks.events import NOT_A_TIME, Match, Trace
@@ -139,20 +139,31 @@ _HIT_IN_ROOT, _HIT_ELSEWHERE = 1, 2
 _NAME_WORDS = (8, 16, 32, 64, 128)
 
 
+@functools.cache
+def _numpy() -> Any:
+    """numpy, imported on the first journal: it costs a scan's start-up ~80 ms."""
+    import numpy
+
+    return numpy
+
+
+@functools.cache
 def _word_masks(width: int) -> Any:
     """Row n: the bytes of each of width words that a name of n bytes fills."""
-    filled = numpy.arange(4 * width + 1)[:, None] - 4 * numpy.arange(width)
+    np = _numpy()
+    filled = np.arange(4 * width + 1)[:, None] - 4 * np.arange(width)
     return (
-        (numpy.uint64(1) << (8 * numpy.clip(filled, 0, 4)).astype(numpy.uint64))
-        - numpy.uint64(1)
-    ).astype(numpy.uint32)
+        (np.uint64(1) << (8 * np.clip(filled, 0, 4)).astype(np.uint64)) - np.uint64(1)
+    ).astype(np.uint32)
 
 
-_WORD_MASKS = {width: _word_masks(width) for width in _NAME_WORDS}
-# Odd 64-bit multipliers of the words of a name (golden-ratio multiples).
-_NAME_HASH = numpy.arange(1, 256, 2, dtype=numpy.uint64) * numpy.uint64(
-    0x9E3779B97F4A7C15
-) | numpy.uint64(1)
+@functools.cache
+def _name_hash() -> Any:
+    """Odd 64-bit multipliers of the words of a name (golden-ratio multiples)."""
+    np = _numpy()
+    return np.arange(1, 256, 2, dtype=np.uint64) * np.uint64(
+        0x9E3779B97F4A7C15
+    ) | np.uint64(1)
 
 
 def words(flags: int, names: dict[int, str]) -> list[str]:
@@ -361,20 +372,21 @@ class _Parser:
         once, and hands only the records that matter to _record/_track. False
         (nothing done) when the chunk holds anything else: bad lengths, other
         versions, names out of bounds, so _chunk reads it and warns."""
+        np = _numpy()
         size = len(data)
         if self.kept is not None or size % 8 or base % BLOCK_SIZE:
             return False
-        u8 = numpy.frombuffer(data, numpy.uint8)
+        u8 = np.frombuffer(data, np.uint8)
         u16, u32, u64 = u8.view("<u2"), u8.view("<u4"), u8.view("<u8")
-        position = numpy.arange(0, size, BLOCK_SIZE, dtype=numpy.int64)
-        end = numpy.minimum(position + BLOCK_SIZE, size)
+        position = np.arange(0, size, BLOCK_SIZE, dtype=np.int64)
+        end = np.minimum(position + BLOCK_SIZE, size)
         found = []
         # One pass per record rank: the chain of lengths inside each block is
         # followed for every block together.
         while position.size:
             inside = position + 8 <= end
             position, end = position[inside], end[inside]
-            length = u32[position >> 2].astype(numpy.int64)
+            length = u32[position >> 2].astype(np.int64)
             live = length != 0  # zero: the rest of the block is padding
             position, end, length = position[live], end[live], length[live]
             if (
@@ -389,10 +401,10 @@ class _Parser:
         if not found:
             return True
         # In rank order, not offset order: only the wanted few need sorting.
-        at = numpy.concatenate(found)
-        length = u32[at >> 2].astype(numpy.int64)
-        name_length = u16[(at + 56) >> 1].astype(numpy.int64)
-        name_offset = u16[(at + 58) >> 1].astype(numpy.int64)
+        at = np.concatenate(found)
+        length = u32[at >> 2].astype(np.int64)
+        name_length = u16[(at + 56) >> 1].astype(np.int64)
+        name_offset = u16[(at + 58) >> 1].astype(np.int64)
         if ((name_offset < _V2.size) | (name_offset + name_length > length)).any():
             return False
         file_ref = u64[(at + 8) >> 3]
@@ -400,14 +412,14 @@ class _Parser:
         reasons = u32[(at + 40) >> 2]
         codes = self._name_codes(data, u32, at + name_offset, name_length)
         root = parent_entry == ROOT_ENTRY
-        hit = numpy.where(root, codes & _HIT_IN_ROOT, codes & _HIT_ELSEWHERE) != 0
+        hit = np.where(root, codes & _HIT_IN_ROOT, codes & _HIT_ELSEWHERE) != 0
         tracked = set(self.open) | set(self.wipes)
         tracked.update(file_ref[hit].tolist())
         wanted = hit | (reasons & REASON_RENAME_OLD_NAME != 0)
         if tracked:
-            wanted |= numpy.isin(file_ref, numpy.fromiter(tracked, numpy.uint64))
-        self.result.records += int(at.size - numpy.count_nonzero(wanted))
-        chosen = numpy.sort(at[wanted])
+            wanted |= np.isin(file_ref, np.fromiter(tracked, np.uint64))
+        self.result.records += int(at.size - np.count_nonzero(wanted))
+        chosen = np.sort(at[wanted])
         for position, size in zip(
             chosen.tolist(), u32[chosen >> 2].tolist(), strict=True
         ):
@@ -422,15 +434,16 @@ class _Parser:
         word boundary are grouped in numpy (a hash of their words, then every
         name compared word by word with its group's first: exact), so Python
         sees one bytes object per distinct name, not one per record."""
-        codes = numpy.zeros(start.size, numpy.uint8)
+        np = _numpy()
+        codes = np.zeros(start.size, np.uint8)
         left = start & 3 == 0
         for width in _NAME_WORDS:
-            chosen = numpy.flatnonzero(left & (length <= 4 * width))
+            chosen = np.flatnonzero(left & (length <= 4 * width))
             if chosen.size and self._group(
                 data, u32, start, length, chosen, width, codes
             ):
                 left[chosen] = False
-        rest = numpy.flatnonzero(left | (start & 3 != 0))
+        rest = np.flatnonzero(left | (start & 3 != 0))
         if rest.size:
             codes[rest] = [
                 self._code(data[begin : begin + count])
@@ -452,14 +465,15 @@ class _Parser:
     ) -> bool:
         """Sets codes[chosen] through one Python look-up per distinct name; False
         on a hash collision (the caller looks each name up)."""
+        np = _numpy()
         at, size = start[chosen], length[chosen]
-        column = numpy.arange(width, dtype=numpy.int64)
-        index = numpy.minimum((at >> 2)[:, None] + column, u32.size - 1)
-        words = u32[index] & _WORD_MASKS[width][size]
-        key = (words.astype(numpy.uint64) * _NAME_HASH[:width]).sum(
-            axis=1, dtype=numpy.uint64
-        ) ^ size.astype(numpy.uint64)
-        _, first, group = numpy.unique(key, return_index=True, return_inverse=True)
+        column = np.arange(width, dtype=np.int64)
+        index = np.minimum((at >> 2)[:, None] + column, u32.size - 1)
+        words = u32[index] & _word_masks(width)[size]
+        key = (words.astype(np.uint64) * _name_hash()[:width]).sum(
+            axis=1, dtype=np.uint64
+        ) ^ size.astype(np.uint64)
+        _, first, group = np.unique(key, return_index=True, return_inverse=True)
         leader = first[group]
         if not ((words == words[leader]).all() and (size == size[leader]).all()):
             return False
@@ -469,7 +483,7 @@ class _Parser:
                 at[first].tolist(), size[first].tolist(), strict=True
             )
         ]
-        codes[chosen] = numpy.array(distinct, numpy.uint8)[group]
+        codes[chosen] = np.array(distinct, np.uint8)[group]
         return True
 
     def _code(self, raw: bytes) -> int:
