@@ -167,6 +167,147 @@ def break_ntfs_record(image: Path, entry: int) -> None:
         handle.write(record)
 
 
+# The sparse file of build_ntfs_sparse: 8 GiB on a 64 MiB volume, a WCE string
+# (wce.string.credentials_editor) at offset 0 and a gsecdump output line
+# (gsecdump.string.output_admin_line) at 4 GiB, zeros (holes) in between.
+SPARSE_PATH = "/Windows/Temp/dump.bin"
+SPARSE_SIZE = 8 << 30
+SPARSE_FAR = 4 << 30
+SPARSE_HEAD = b"Windows Credentials Editor"
+SPARSE_TAIL = b"Administrator(current):500:"
+# A file TSK has no trouble with, and a really empty one, beside it.
+SPARSE_PLAIN = b"an ordinary file\n" * 1000
+# /notes.txt: ordinary content, a small alternate data stream, and a sparse one
+# larger than the volume with the WCE string at SPARSE_ADS_AT: TSK then gives up
+# on the whole entry, and fls lists neither stream.
+SPARSE_NOTES = b"meeting notes\n" * 100
+SPARSE_SMALL = b"a small stream\n"
+SPARSE_ADS_SIZE = 128 << 20
+SPARSE_ADS_AT = 100 << 20
+
+# build_ntfs_many_streams: two files with STREAM_COUNT alternate data streams.
+# /spread.txt's streams are non-resident, one per extension MFT entry (more
+# entries than TSK's attribute list parser holds); /packed.txt's are small and
+# resident, many per extension entry (more distinct attributes than it holds).
+STREAM_COUNT = 500
+STREAM_TOOL = b"Windows Credentials Editor"  # in the last stream of each file
+
+
+def stream_name(number: int) -> str:
+    return f"ads{number:03d}"
+
+
+def stream_content(path: str, number: int) -> bytes:
+    body = f"{path} stream {number:03d}\n".encode()
+    if path == "/spread.txt":
+        body *= 120  # over 3 KiB: non-resident
+    if number == STREAM_COUNT - 1:
+        body += STREAM_TOOL
+    return body
+
+
+def build_ntfs_sparse(path: Path) -> None:
+    """64 MiB NTFS holding the 8 GiB sparse SPARSE_PATH, /plain.txt, /empty.txt
+    and /notes.txt with its streams "small" and "hidden" (sparse)."""
+    _run(["truncate", "-s", "64M", str(path)])
+    _run(["mkntfs", "-F", "-Q", "-q", str(path)])
+    with ntfs_mount(path, streams=True) as mount_point:
+        target = mount_point / SPARSE_PATH.lstrip("/")
+        target.parent.mkdir(parents=True)
+        with open(target, "wb") as sparse:
+            sparse.write(SPARSE_HEAD)
+            sparse.seek(SPARSE_FAR)
+            sparse.write(SPARSE_TAIL)
+            sparse.truncate(SPARSE_SIZE)
+        (mount_point / "plain.txt").write_bytes(SPARSE_PLAIN)
+        (mount_point / "empty.txt").write_bytes(b"")
+        (mount_point / "notes.txt").write_bytes(SPARSE_NOTES)
+        with open(f"{mount_point}/notes.txt:small", "wb") as small:
+            small.write(SPARSE_SMALL)
+        with open(f"{mount_point}/notes.txt:hidden", "wb") as hidden:
+            hidden.seek(SPARSE_ADS_AT)
+            hidden.write(SPARSE_HEAD)
+            hidden.truncate(SPARSE_ADS_SIZE)
+
+
+def build_ntfs_many_streams(path: Path) -> None:
+    """64 MiB NTFS with /spread.txt and /packed.txt, STREAM_COUNT ADS each."""
+    _run(["truncate", "-s", "64M", str(path)])
+    _run(["mkntfs", "-F", "-Q", "-q", str(path)])
+    with ntfs_mount(path, streams=True) as mount_point:
+        for name in ("/spread.txt", "/packed.txt"):
+            (mount_point / name[1:]).write_bytes(b"main stream\n")
+            for number in range(STREAM_COUNT):
+                with open(f"{mount_point}{name}:{stream_name(number)}", "wb") as out:
+                    out.write(stream_content(name, number))
+
+
+def build_ntfs_evtx(path: Path, evtx: Path, inside: str) -> None:
+    """16 MiB NTFS with a copy of the event log evtx at the path inside."""
+    _run(["truncate", "-s", "16M", str(path)])
+    _run(["mkntfs", "-F", "-Q", "-q", str(path)])
+    with ntfs_mount(path) as mount_point:
+        target = mount_point / inside.lstrip("/")
+        target.parent.mkdir(parents=True)
+        target.write_bytes(evtx.read_bytes())
+
+
+def ntfs_entry_of(image: Path, inside: str) -> int:
+    """The MFT entry of a path, by sleuthkit's ifind."""
+    result = _run(["ifind", "-n", inside, str(image)])
+    return int(result.stdout.split()[0])
+
+
+def patch_ntfs_record(image: Path, entry: int, edit) -> None:
+    """Applies edit(record) to MFT record entry with its fixups undone, then
+    redoes them: the last two bytes of each sector go back into the update
+    sequence array and the update sequence number takes their place."""
+    offset = ntfs_mft_record_offset(image, entry)
+    with open(image, "r+b") as handle:
+        handle.seek(offset)
+        record = bytearray(handle.read(1024))
+        assert record[:4] == b"FILE", "not an MFT record"
+        array, count = struct.unpack_from("<HH", record, 4)
+        number = bytes(record[array : array + 2])
+        for index in range(1, count):
+            end = index * 512
+            assert record[end - 2 : end] == number, "fixup mismatch"
+            record[end - 2 : end] = record[array + 2 * index : array + 2 * index + 2]
+        edit(record)
+        for index in range(1, count):
+            end = index * 512
+            record[array + 2 * index : array + 2 * index + 2] = record[end - 2 : end]
+            record[end - 2 : end] = number
+        handle.seek(offset)
+        handle.write(record)
+
+
+def move_first_data_run_past_the_end(image: Path, entry: int) -> None:
+    """Points the first data run of the unnamed non-resident $DATA of MFT entry
+    entry at a cluster past the end of the volume (same field widths)."""
+
+    def edit(record: bytearray) -> None:
+        attribute = struct.unpack_from("<H", record, 0x14)[0]
+        while True:
+            kind, length = struct.unpack_from("<II", record, attribute)
+            assert kind != 0xFFFFFFFF and length, "no non-resident unnamed $DATA"
+            if (
+                kind == 0x80
+                and record[attribute + 8] == 1
+                and not record[attribute + 9]
+            ):
+                break
+            attribute += length
+        run = attribute + struct.unpack_from("<H", record, attribute + 0x20)[0]
+        length_size, offset_size = record[run] & 0x0F, record[run] >> 4
+        assert offset_size >= 2, "run offset field too small to move far"
+        start = run + 1 + length_size
+        far = (0x7F << (8 * (offset_size - 1))) | 1
+        record[start : start + offset_size] = far.to_bytes(offset_size, "little")
+
+    patch_ntfs_record(image, entry, edit)
+
+
 def _dos_date_time(year: int, month: int, day: int, hour: int, minute: int) -> bytes:
     date = ((year - 1980) << 9) | (month << 5) | day
     time = (hour << 11) | (minute << 5)

@@ -9,6 +9,7 @@ rather than ending the whole scan.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import struct
@@ -347,7 +348,6 @@ class Evidence:
             self._warn(
                 self._where(""), "no partition table: partition selection ignored"
             )
-
         # A volume with shadow copies names its missing stores itself.
         if self._vss and "vss_stores" not in self.image_info:
             for number in sorted(self._vss):
@@ -714,7 +714,12 @@ class Evidence:
                 dfvfs_fs = resolver.Resolver.OpenFileSystem(
                     tsk_spec, resolver_context=self._context
                 )
-                handle = tsk.TSKFileSystem(dfvfs_fs.GetFsInfo(), keep_alive=dfvfs_fs)
+                handle = tsk.TSKFileSystem(
+                    dfvfs_fs.GetFsInfo(),
+                    keep_alive=dfvfs_fs,
+                    # libfsntfs reads the NTFS entries TSK cannot load.
+                    open_volume=functools.partial(self._open_spec, spec, where),
+                )
             except _BACKEND_ERRORS as exception:
                 handle = None
                 tsk_problem = _short(exception)

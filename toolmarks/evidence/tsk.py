@@ -6,12 +6,18 @@ talks to pytsk3 directly: building a dfvfs file entry per name would cost
 several extra look-ups for every entry. The data runs of a stream and NTFS'
 $Bitmap tell where its bytes lie and which clusters are free (unallocated space,
 a deleted file's reused clusters, the files on a damaged E01 chunk).
+
+Where TSK gives up on an NTFS entry (it leaves it half-loaded: a data run it
+refuses, such as any sparse file larger than the volume) or on the attribute
+list of a file with hundreds of streams, libfsntfs reads it (fsntfs.py) and a
+warning says why.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +26,7 @@ from dfdatetime import definitions as dfdatetime_definitions
 from dfvfs.lib import tsk_time
 from dfvfs.path import factory as path_spec_factory
 
+from toolmarks.evidence import fsntfs
 from toolmarks.evidence.model import FileItem, ReadOnlyStream, Volume
 
 Warn = Callable[[str, str], None]
@@ -52,7 +59,13 @@ _META_DIRS = (int(_T.TSK_FS_META_TYPE_DIR), int(_T.TSK_FS_META_TYPE_VIRT_DIR))
 _NAME_REG = int(_T.TSK_FS_NAME_TYPE_REG)
 _NAME_DIRS = (int(_T.TSK_FS_NAME_TYPE_DIR), int(_T.TSK_FS_NAME_TYPE_VIRT_DIR))
 _ATTR_NTFS_DATA = int(_T.TSK_FS_ATTR_TYPE_NTFS_DATA)
+_ATTR_NTFS_ATTRLIST = int(_T.TSK_FS_ATTR_TYPE_NTFS_ATTRLIST)
 _ATTR_NONRESIDENT = int(pytsk3.TSK_FS_ATTR_NONRES)
+# TSK_FS_META_ATTR_STUDIED (pytsk3 exports no name for it): every attribute of
+# the entry was loaded. TSK leaves an entry whose attributes it gave up on
+# half-loaded, still listed, without saying so anywhere else.
+_ATTRS_LOADED = 1
+_META_VIRTUAL = (int(_T.TSK_FS_META_TYPE_VIRT), int(_T.TSK_FS_META_TYPE_VIRT_DIR))
 # The attribute holding a file's content: NTFS $DATA, and TSK's default for FAT
 # and ext.
 _DEFAULT_DATA = {_ATTR_NTFS_DATA, int(_T.TSK_FS_ATTR_TYPE_DEFAULT)}
@@ -62,6 +75,13 @@ _NTFS_BITMAP_ENTRY = 6  # $Bitmap
 _RUN_NOT_ON_DISK = int(pytsk3.TSK_FS_ATTR_RUN_FLAG_SPARSE) | int(
     pytsk3.TSK_FS_ATTR_RUN_FLAG_FILLER
 )
+
+# TSK's attribute list parser (ntfs_proc_attrlist) keeps a table of 256
+# extension MFT entries and one of 256 distinct attributes, whose last slot each
+# further attribute overwrites: past these it drops attributes or hands out one
+# attribute's content under another's name.
+TSK_ATTRLIST_ENTRIES = 256
+TSK_ATTRLIST_ATTRIBUTES = 255
 
 # What pytsk3 raises on damaged entries; anything else is a bug and surfaces.
 _ENTRY_ERRORS = (OSError, RuntimeError, ValueError, AttributeError, TypeError)
@@ -205,6 +225,20 @@ class TSKFileSystem:
             return None
         return None
 
+    def load_error(self, inode: int) -> str | None:
+        """TSK's reason for refusing MFT entry inode, None if it loads it.
+
+        A directory walk keeps an entry whose attributes TSK failed to load,
+        minus the failed ones and without the error; loading the entry again
+        brings the error out.
+        """
+        try:
+            self.fs_info.open_meta(inode=inode)
+        except OSError as error:
+            text = str(error).replace("\n", " ")
+            return text.split("Unable to open file: ", 1)[-1].strip()
+        return None
+
     def stream_runs(self, inode: int, stream: str) -> list[tuple[int, int, int]]:
         """(offset in the stream, offset in the volume, length) in bytes of each
         data run of one stream ("" the default one); sparse runs left out.
@@ -320,7 +354,12 @@ class TSKFileSystem:
                 self._bitmap = b""
         return self._bitmap or None
 
-    def __init__(self, fs_info: Any, keep_alive: Any = None) -> None:
+    def __init__(
+        self,
+        fs_info: Any,
+        keep_alive: Any = None,
+        open_volume: Callable[[], Any] | None = None,
+    ) -> None:
         self.fs_info = fs_info
         self._bitmap: bytes | None = None
         # The dfvfs file system object owns the image file object TSK reads
@@ -339,6 +378,10 @@ class TSKFileSystem:
             self._precision = dfdatetime_definitions.PRECISION_100_NANOSECONDS
         self._has_nano = self.ftype in _HAS_NANO
         self._is_fat = self.ftype in _FAT
+        # libfsntfs, for the NTFS entries TSK cannot load (opened on first use).
+        self.fallback: fsntfs.FsntfsVolume | None = None
+        if self.is_ntfs and open_volume is not None:
+            self.fallback = fsntfs.FsntfsVolume(open_volume)
 
     def times(self, meta: Any) -> dict[str, Any]:
         """dfdatetime values of the times this file system records."""
@@ -433,6 +476,21 @@ def _make_path_spec(
     if stream:
         kwargs["data_stream"] = stream
     return path_spec_factory.Factory.NewPathSpec("TSK", **kwargs)
+
+
+def _make_ntfs_path_spec(
+    volume: Volume, inode: int, path: str, stream: str | None
+) -> Any:
+    """dfvfs' libfsntfs path spec, for items read through libfsntfs: what
+    resolves the item again once its opener is gone (past a process)."""
+    kwargs: dict[str, Any] = {
+        "location": path.replace("/", "\\"),
+        "mft_entry": inode,
+        "parent": volume.path_spec,
+    }
+    if stream:
+        kwargs["data_stream"] = stream
+    return path_spec_factory.Factory.NewPathSpec("NTFS", **kwargs)
 
 
 class TSKWalker:
@@ -589,6 +647,15 @@ class TSKWalker:
             is_dir=is_dir,
             reallocated=entry.realloc,
         )
+        if (
+            fs.fallback is not None
+            and int(meta.attr_state) != _ATTRS_LOADED
+            and meta_type not in _META_VIRTUAL
+            and not entry.realloc  # another file's entry, read under its name
+        ):
+            # TSK cannot open this entry again to read it: libfsntfs reads it all.
+            yield from self._through_libfsntfs(item, entry.tsk_file)
+            return
         if is_file:
             item._opener = fs.opener(inode, None, None, size, item.display_path)
             item.location = fs.first_run_offset(entry.tsk_file)
@@ -611,9 +678,14 @@ class TSKWalker:
         inode = int(meta.addr)
         if times is None:
             times = self._fs.times(meta)
+        items = []
+        attribute_list = None
         for attribute in tsk_file:
             attr_info = attribute.info
-            if int(attr_info.type) != _ATTR_NTFS_DATA or not attr_info.name:
+            attr_type = int(attr_info.type)
+            if attr_type != _ATTR_NTFS_DATA or not attr_info.name:
+                if attr_type == _ATTR_NTFS_ATTRLIST:
+                    attribute_list = attr_info
                 continue
             stream = _decode(attr_info.name)
             size = int(attr_info.size)
@@ -633,7 +705,237 @@ class TSKWalker:
                 inode, _ATTR_NTFS_DATA, int(attr_info.id), size, item.display_path
             )
             item.location = self._fs.run_offset(attribute)
+            items.append(item)
+        if attribute_list is not None:
+            # Only files whose attributes spill into extension MFT entries.
+            items = self._check_attribute_list(
+                tsk_file, attribute_list, items, path, inode, allocated, realloc, times
+            )
+        yield from items
+
+    def _through_libfsntfs(self, item: FileItem, tsk_file: Any) -> Iterator[FileItem]:
+        """The default item and the alternate data streams of an entry TSK
+        left half-loaded, read through libfsntfs; what cannot be is said."""
+        fs = self._fs
+        inode = item.inode
+        assert inode is not None and fs.fallback is not None
+        where = self._volume.where(item.path)
+        reason = fs.load_error(inode) or "its attributes are not all loaded"
+        try:
+            tsk_has_data = any(
+                int(a.info.type) == _ATTR_NTFS_DATA and not a.info.name
+                for a in tsk_file
+            )
+        except _ENTRY_ERRORS:
+            tsk_has_data = False
+        lost_data = item.is_file and not tsk_has_data
+        what = "the $DATA attribute" if lost_data else "all its attributes"
+        why = f"MFT entry {inode} ({item.path}): TSK could not load {what}: {reason}"
+        try:
+            entry = fs.fallback.entry(inode)
+            streams = fsntfs.FsntfsVolume.streams(entry)
+            has_data = bool(entry.has_default_data_stream())
+            size = int(entry.size) if has_data else 0
+        except (OSError, *fsntfs.ERRORS) as error:
+            # The engine lists an allocated file without metadata as unreadable.
+            item.has_metadata = not item.is_file
+            self._warn(
+                where,
+                f"{why}; not read (content and alternate data streams): "
+                f"{fsntfs.short(error)}",
+            )
             yield item
+            return
+        parts = []
+        if item.is_file and not has_data:
+            item.has_metadata = False
+            parts.append("libfsntfs finds no $DATA either: not read")
+        elif item.is_file:
+            item.size = size
+            runs = fsntfs.extents(entry)
+            item.location = runs[0][0] if runs else None
+            volume_size = int(fs.fs_info.info.block_count) * fs.block_size
+            outside = [(at, n) for at, n in runs if at + n > volume_size]
+            if outside:
+                # libfsntfs reads the runs before it, then fails: say so first.
+                at, length = outside[0]
+                why += (
+                    f"; libfsntfs lists a data run at volume offset {at} ({length}"
+                    f" bytes) past the end of the volume ({volume_size} bytes)"
+                )
+                parts.append("not read from there on")
+            else:
+                parts.append(f"read through libfsntfs ({size} bytes)")
+            item._opener = functools.partial(
+                fsntfs.FsntfsStream, entry, size, item.display_path, why
+            )
+            item.path_spec = _make_ntfs_path_spec(self._volume, inode, item.path, None)
+        if streams:
+            parts.append(
+                f"its {len(streams)} alternate data streams read through libfsntfs"
+            )
+        self._warn(where, f"{why}; " + "; ".join(parts))
+        yield item
+        for name, source in streams.items():
+            yield self._fsntfs_item(
+                item.path,
+                name,
+                source,
+                inode,
+                item.allocated,
+                item.reallocated,
+                item.times,
+                why,
+            )
+
+    def _fsntfs_item(
+        self,
+        path: str,
+        stream: str,
+        source: Any,
+        inode: int,
+        allocated: bool,
+        realloc: bool,
+        times: dict[str, Any],
+        why: str,
+    ) -> FileItem:
+        """The item of an alternate data stream read through libfsntfs."""
+        size = int(source.size)
+        item = FileItem(
+            volume=self._volume,
+            path=path,
+            stream=stream,
+            inode=inode,
+            size=size,
+            allocated=allocated,
+            is_file=True,
+            times=times,
+            path_spec=_make_ntfs_path_spec(self._volume, inode, path, stream),
+            reallocated=realloc,
+        )
+        item._opener = functools.partial(
+            fsntfs.FsntfsStream, source, size, item.display_path, why
+        )
+        item.location = fsntfs.first_extent(source)
+        return item
+
+    def _check_attribute_list(
+        self,
+        tsk_file: Any,
+        attr_info: Any,
+        items: list[FileItem],
+        path: str,
+        inode: int,
+        allocated: bool,
+        realloc: bool,
+        times: dict[str, Any],
+    ) -> list[FileItem]:
+        """The alternate data streams of an entry with an $ATTRIBUTE_LIST:
+        TSK's, or libfsntfs' when the list names streams TSK does not list or
+        goes past what TSK's parser can hold."""
+        where = self._volume.where(path)
+        name = f"MFT entry {inode} ({path})"
+        try:
+            data = tsk_file.read_random(
+                0, int(attr_info.size), _ATTR_NTFS_ATTRLIST, int(attr_info.id)
+            )
+        except _ENTRY_ERRORS as error:
+            self._warn(
+                where,
+                f"{name}: its $ATTRIBUTE_LIST cannot be read ({error}): only the "
+                "alternate data streams TSK lists are read, which may not be all",
+            )
+            return items
+        listed = parse_attribute_list(data)
+        attributes = list(dict.fromkeys((kind, stream) for kind, stream, _ in listed))
+        extensions = {entry for _, _, entry in listed if entry != inode}
+        streams = [s for kind, s in attributes if kind == _ATTR_NTFS_DATA and s]
+        seen = {item.stream for item in items}
+        missing = [stream for stream in streams if stream not in seen]
+        overflow = (
+            len(extensions) > TSK_ATTRLIST_ENTRIES
+            or len(attributes) > TSK_ATTRLIST_ATTRIBUTES
+        )
+        if not missing and not overflow:
+            return items
+        reason = (
+            f"{name}: its $ATTRIBUTE_LIST names {len(streams)} alternate data "
+            f"streams in {len(attributes)} attributes over {len(extensions)} "
+            f"extension MFT entries; TSK lists {len(items)}"
+        )
+        if overflow:
+            reason += (
+                f" (TSK's attribute list parser holds at most {TSK_ATTRLIST_ENTRIES}"
+                f" extension entries and {TSK_ATTRLIST_ATTRIBUTES} distinct "
+                "attributes; past them it drops streams or gives one stream's "
+                "content under another's name)"
+            )
+        # Past TSK's limits its streams cannot be trusted: all go to libfsntfs.
+        wanted = streams if overflow else missing
+        kept = [] if overflow else items
+        try:
+            if self._fs.fallback is None:
+                raise OSError("libfsntfs is not used for this volume")
+            found = fsntfs.FsntfsVolume.streams(self._fs.fallback.entry(inode))
+        except OSError as error:
+            if overflow:
+                # The streams TSK mapped before its table overflowed are right.
+                trusted = {
+                    s
+                    for kind, s in attributes[:TSK_ATTRLIST_ATTRIBUTES]
+                    if kind == _ATTR_NTFS_DATA
+                }
+                kept = [item for item in items if item.stream in trusted]
+            done = {item.stream for item in kept}
+            lost = [stream for stream in streams if stream not in done]
+            self._warn(
+                where,
+                f"{reason}; {error}; {len(lost)} not read: {', '.join(lost)}",
+            )
+            return kept
+        why = f"{reason}; read through libfsntfs"
+        for stream in wanted:
+            source = found.get(stream)
+            if source is not None:
+                kept.append(
+                    self._fsntfs_item(
+                        path, stream, source, inode, allocated, realloc, times, why
+                    )
+                )
+        lost = [stream for stream in wanted if stream not in found]
+        message = f"{reason}; {len(wanted) - len(lost)} read through libfsntfs"
+        if lost:
+            message += f"; {len(lost)} not found by libfsntfs either: "
+            message += ", ".join(lost)
+        self._warn(where, message)
+        return kept
+
+
+def parse_attribute_list(data: bytes) -> list[tuple[int, str, int]]:
+    """(attribute type, name, MFT entry holding it) of each $ATTRIBUTE_LIST
+    entry, up to the first one that does not fit in data."""
+    entries = []
+    offset = 0
+    # type, entry length, name length (characters), name offset; at 16 the
+    # 6-byte MFT entry number of the file reference.
+    while offset + 26 <= len(data):
+        kind, length, name_length, name_offset = struct.unpack_from(
+            "<IHBB", data, offset
+        )
+        end = offset + length
+        name_end = offset + name_offset + 2 * name_length
+        if length < 26 or end > len(data) or (name_length and name_end > end):
+            break
+        name = data[offset + name_offset : name_end] if name_length else b""
+        entries.append(
+            (
+                kind,
+                name.decode("utf-16-le", "backslashreplace"),
+                int.from_bytes(data[offset + 16 : offset + 22], "little"),
+            )
+        )
+        offset = end
+    return entries
 
 
 def lookup(

@@ -1,0 +1,142 @@
+"""libfsntfs as the second reader of NTFS entries The Sleuth Kit gives up on.
+
+TSK drops a $DATA attribute whose data runs it refuses (a run longer than the
+volume, which every large sparse file has, or a corrupt one) and reports the
+file as empty; its attribute list parser reads at most 256 extension MFT
+entries and 256 distinct attributes of one file. The walk asks libfsntfs
+(which dfvfs uses too) only for the entries where TSK shows these signs, so
+the volume is opened here on first need, not for every file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyfsntfs
+
+from toolmarks.evidence.model import ReadOnlyStream
+
+# libfsntfs extent flag: no clusters behind the extent (sparse).
+_EXTENT_SPARSE = 0x00000001
+# What the libyal bindings raise on bad input.
+ERRORS = (OSError, RuntimeError, ValueError, TypeError, MemoryError)
+
+
+def short(error: BaseException, limit: int = 300) -> str:
+    """A libyal error message on one line, cut to a readable length."""
+    text = (str(error).strip() or type(error).__name__).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class FsntfsStream(ReadOnlyStream):
+    """Read-only stream over a libfsntfs file entry or alternate data stream.
+
+    Sparse runs and the bytes past the initialized size read as zeros;
+    libfsntfs produces them per read, so a sparse file is never held whole.
+    """
+
+    def __init__(self, source: Any, size: int, name: str, why: str) -> None:
+        super().__init__(size, name)
+        self._source = source
+        # Why this stream is read through libfsntfs, repeated in read errors.
+        self._why = why
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        chunks = []
+        wanted = size
+        while wanted > 0:
+            try:
+                data = self._source.read_buffer_at_offset(wanted, offset)
+            except ERRORS as error:
+                raise OSError(
+                    f"{self.name}: {self._why}; libfsntfs read error at offset "
+                    f"{offset}: {short(error)}"
+                ) from error
+            if not data:
+                # A silent end before the stream's size would drop its tail.
+                raise OSError(
+                    f"{self.name}: {self._why}; libfsntfs returned no data at "
+                    f"offset {offset} of {self._size} bytes"
+                )
+            chunks.append(data)
+            offset += len(data)
+            wanted -= len(data)
+        return b"".join(chunks)
+
+
+def extents(source: Any) -> list[tuple[int, int]]:
+    """(volume byte offset, byte length) of the extents with clusters behind
+    them, in stream order; empty if libfsntfs cannot list them."""
+    found = []
+    try:
+        for index in range(source.number_of_extents):
+            offset, size, flags = source.get_extent(index)
+            if not flags & _EXTENT_SPARSE:
+                found.append((int(offset), int(size)))
+    except ERRORS:
+        return []
+    return found
+
+
+def first_extent(source: Any) -> int | None:
+    """Volume byte offset of the first extent with clusters behind it."""
+    found = extents(source)
+    return found[0][0] if found else None
+
+
+class FsntfsVolume:
+    """libfsntfs over one NTFS volume, opened on first use."""
+
+    def __init__(self, open_volume: Callable[[], Any]) -> None:
+        self._open_volume = open_volume
+        self._volume: Any = None
+        self._file_object: Any = None
+        self._error: str | None = None
+
+    def entry(self, inode: int) -> Any:
+        """The libfsntfs file entry of MFT entry inode.
+
+        Raises:
+          OSError: the volume or the entry cannot be read.
+        """
+        volume = self._open()
+        try:
+            return volume.get_file_entry(inode)
+        except ERRORS as error:
+            raise OSError(f"libfsntfs cannot read MFT entry {inode}: {short(error)}")
+
+    def _open(self) -> Any:
+        if self._volume is not None:
+            return self._volume
+        if self._error is not None:
+            raise OSError(self._error)
+        try:
+            file_object = self._open_volume()
+            volume = pyfsntfs.volume()
+            volume.open_file_object(file_object)
+        except ERRORS as error:
+            self._error = f"libfsntfs cannot open the volume: {short(error)}"
+            raise OSError(self._error) from None
+        # The volume reads through the file object: keep both alive together.
+        self._file_object = file_object
+        self._volume = volume
+        return volume
+
+    @staticmethod
+    def streams(entry: Any) -> dict[str, Any]:
+        """The entry's alternate data streams by name.
+
+        Raises:
+          OSError: one of them cannot be read.
+        """
+        found = {}
+        try:
+            for index in range(entry.number_of_alternate_data_streams):
+                stream = entry.get_alternate_data_stream(index)
+                found[stream.name or ""] = stream
+        except ERRORS as error:
+            raise OSError(
+                f"libfsntfs cannot list its alternate data streams: {short(error)}"
+            ) from None
+        return found
