@@ -3,15 +3,17 @@ and the exit code says whether the image could be opened at all."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from ntfs_support import plant_ntfs
 
 
 def scan(image: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -240,26 +242,9 @@ def test_unreadable_sectors_at_the_end(tmp_path: Path, workstation_images) -> No
 def test_control_characters_in_paths(tmp_path: Path, scenario_builder) -> None:
     """A name with an escape sequence and a newline is shown escaped on stderr,
     stays exact in JSONL and cannot become a formula in the CSV."""
-    mount = tmp_path / "mnt"
     raw = tmp_path / "ctl.raw"
-    with raw.open("wb") as handle:
-        handle.truncate(8 * 2**20)
-    subprocess.run(["mkntfs", "-F", "-Q", "-q", str(raw)], check=True)
-    mount.mkdir()
-    # no_detach keeps ntfs-3g in the foreground, so waiting for it after umount
-    # means the volume is fully written.
-    daemon = subprocess.Popen(["ntfs-3g", "-o", "no_detach", str(raw), str(mount)])
-    try:
-        for _ in range(100):
-            if os.path.ismount(mount):
-                break
-            time.sleep(0.05)
-        folder = "=cmd|' -C calc'!A0\x1b[31m\n"
-        (mount / folder).mkdir()
-        (mount / folder / "1234-attach.doc").write_text("x")
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-        daemon.wait(timeout=60)
+    folder = "=cmd|' -C calc'!A0\x1b[31m\n"
+    plant_ntfs(raw, [folder], tmp_path / "mnt")
     out = tmp_path / "out"
     result = scan(raw, out)
     assert result.returncode == 0, result.stderr
@@ -269,8 +254,6 @@ def test_control_characters_in_paths(tmp_path: Path, scenario_builder) -> None:
     assert "\x1b" not in result.stderr
     for line in csv_text.splitlines():
         assert not line.startswith("=")
-    import csv
-
     cells = [
         cell for row in csv.reader(csv_text.splitlines(keepends=True)) for cell in row
     ]

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 import unicodedata
 from pathlib import Path
 
 from dfdatetime import filetime
+from ntfs_support import plant_ntfs
 
 from toolmarks.events import Match, Trace
 from toolmarks.indicators import loader
@@ -125,30 +124,6 @@ HOSTILE_FOLDERS = {
     "iso\u2068late\u2069": "iso\\u2068late\\u2069",
     "=HYPERLINK(1)\n": "=HYPERLINK(1)\\x0a",
 }
-
-
-def plant_ntfs(raw: Path, folders: list[str], mount: Path) -> None:
-    """A real 8 MiB NTFS volume holding FOLDER/1234-attach.doc for each name,
-    written through ntfs-3g without its windows_names check (the scenario
-    builder refuses names Windows would)."""
-    with raw.open("wb") as handle:
-        handle.truncate(8 * 2**20)
-    subprocess.run(["mkntfs", "-F", "-Q", "-q", str(raw)], check=True)
-    mount.mkdir()
-    # no_detach: waiting for ntfs-3g after umount means the volume is written.
-    daemon = subprocess.Popen(["ntfs-3g", "-o", "no_detach", str(raw), str(mount)])
-    try:
-        for _ in range(200):
-            if os.path.ismount(mount):
-                break
-            time.sleep(0.05)
-        assert os.path.ismount(mount), "ntfs-3g did not mount the volume"
-        for folder in folders:
-            (mount / folder).mkdir()
-            (mount / folder / "1234-attach.doc").write_text("x")
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-        daemon.wait(timeout=60)
 
 
 def test_csv_escapes_names_from_an_image(tmp_path: Path) -> None:

@@ -689,17 +689,15 @@ class TSKWalker:
                 continue
             stream = _decode(attr_info.name)
             size = int(attr_info.size)
-            item = FileItem(
-                volume=self._volume,
-                path=path,
-                stream=stream,
-                inode=inode,
-                size=size,
-                allocated=allocated,
-                is_file=True,
-                times=times,
-                path_spec=_make_path_spec(self._volume, inode, path, stream),
-                reallocated=realloc,
+            item = self._stream_item(
+                path,
+                stream,
+                inode,
+                size,
+                allocated,
+                realloc,
+                times,
+                _make_path_spec(self._volume, inode, path, stream),
             )
             item._opener = self._fs.opener(
                 inode, _ATTR_NTFS_DATA, int(attr_info.id), size, item.display_path
@@ -788,6 +786,31 @@ class TSKWalker:
                 why,
             )
 
+    def _stream_item(
+        self,
+        path: str,
+        stream: str,
+        inode: int,
+        size: int,
+        allocated: bool,
+        realloc: bool,
+        times: dict[str, Any],
+        path_spec: Any,
+    ) -> FileItem:
+        """The item of one alternate data stream; its opener is the caller's."""
+        return FileItem(
+            volume=self._volume,
+            path=path,
+            stream=stream,
+            inode=inode,
+            size=size,
+            allocated=allocated,
+            is_file=True,
+            times=times,
+            path_spec=path_spec,
+            reallocated=realloc,
+        )
+
     def _fsntfs_item(
         self,
         path: str,
@@ -801,17 +824,15 @@ class TSKWalker:
     ) -> FileItem:
         """The item of an alternate data stream read through libfsntfs."""
         size = int(source.size)
-        item = FileItem(
-            volume=self._volume,
-            path=path,
-            stream=stream,
-            inode=inode,
-            size=size,
-            allocated=allocated,
-            is_file=True,
-            times=times,
-            path_spec=_make_ntfs_path_spec(self._volume, inode, path, stream),
-            reallocated=realloc,
+        item = self._stream_item(
+            path,
+            stream,
+            inode,
+            size,
+            allocated,
+            realloc,
+            times,
+            _make_ntfs_path_spec(self._volume, inode, path, stream),
         )
         item._opener = functools.partial(
             fsntfs.FsntfsStream, source, size, item.display_path, why
