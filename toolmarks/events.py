@@ -54,9 +54,16 @@ class Match:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["detail"] = dict(self.detail)
-        return out
+        # Not dataclasses.asdict: its deep copy was most of the cost of writing
+        # the outputs of a scan with thousands of hits.
+        return {
+            "tool": self.tool,
+            "indicator": self.indicator,
+            "kind": self.kind,
+            "value": self.value,
+            "weak": self.weak,
+            "detail": dict(self.detail),
+        }
 
 
 @dataclasses.dataclass

@@ -10,13 +10,13 @@ from __future__ import annotations
 import collections
 import copy
 import functools
-import importlib.resources
 import json
 import math
 import os
 import re
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from dfdatetime import interface as dfdatetime_interface
@@ -36,7 +36,7 @@ from toolmarks.indicators.model import Tool
 from toolmarks.parsers import manager
 from toolmarks.parsers.content import DATA_TYPE_FILE
 
-_DATA = importlib.resources.files("toolmarks") / "data"
+_DATA = Path(__file__).resolve().parents[1] / "data"
 FORMATTERS_PATH = str(_DATA / "formatters.yaml")
 
 PRODUCT_NAME = manager.PRODUCT
