@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 from dfvfs.resolver import resolver
@@ -142,7 +142,7 @@ class FileItem:
     size: int
     allocated: bool
     is_file: bool
-    times: dict[str, Any]
+    times: Mapping[str, Any]
     path_spec: Any
     is_dir: bool = False
     reallocated: bool = False
