@@ -136,9 +136,6 @@ class Scanner:
         # (program path, artefact, its last run) of every program an artefact
         # says ran, checked against the volume's files at the end of the unit.
         self.programs: list[tuple[str, str, Any]] = []
-        # The registry is complete once the parsers are imported; listing it
-        # again for each of 100,000 files cost 1.4 µs a file.
-        self._parsers = manager.file_parsers() if options.artefacts else []
 
     def scan_items(
         self,
@@ -164,11 +161,6 @@ class Scanner:
             if progress:
                 progress(1, 0 if skip else item.size)
 
-    def _artefact_parser(self, item: FileItem) -> manager.ParserDefinition | None:
-        """artefact_parser() over the parser list taken once."""
-        path = f"{item.path}:{item.stream}" if item.stream else item.path
-        return next((p for p in self._parsers if p.takes(path)), None)
-
     def _scan_item(self, item: FileItem, skip: str | None, result: UnitResult) -> None:
         matches: list[Match] = []
         path = windows_path(item)
@@ -191,7 +183,7 @@ class Scanner:
         elif skip == "metadata":
             result.count("metadata_files_not_content_scanned")
             # Not string-scanned, but a parser may read it (the USN journal).
-            parser = self._artefact_parser(item)
+            parser = artefact_parser(item) if self.options.artefacts else None
             if parser:
                 self._parse_artefact(parser, item, None, result)
         elif skip == "cap":
@@ -240,7 +232,7 @@ class Scanner:
     def _scan_content(
         self, item: FileItem, attributes: dict[str, Any], result: UnitResult
     ) -> list[Match]:
-        parser = self._artefact_parser(item)
+        parser = artefact_parser(item) if self.options.artefacts else None
         try:
             stream = item.open()
         except OSError as error:

@@ -67,6 +67,9 @@ class ParserDefinition:
 
 
 _definitions: dict[str, ParserDefinition] = {}
+# parser_for's (file parsers, one pattern of all their paths), made on first use.
+_lookup: tuple[list[ParserDefinition], re.Pattern[str]] | None = None
+_INLINE_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
 
 
 def register(definition: ParserDefinition) -> None:
@@ -75,6 +78,8 @@ def register(definition: ParserDefinition) -> None:
         if definition.name == known.name or definition.data_type == known.data_type:
             raise KeyError(f"parser {definition.name} already registered")
     _definitions[definition.name] = definition
+    global _lookup
+    _lookup = None
 
 
 def definitions() -> list[ParserDefinition]:
@@ -89,7 +94,25 @@ def file_parsers() -> list[ParserDefinition]:
 
 def parser_for(path: str) -> ParserDefinition | None:
     """The parser that takes a file entry at this path, if any."""
-    return next((d for d in file_parsers() if d.takes(path)), None)
+    global _lookup
+    if _lookup is None:
+        parsers = file_parsers()
+        # One search tells most paths (no parser's) apart; the parsers' own
+        # patterns then pick the first that takes it, in their order.
+        either = "|".join(_scoped(d.paths) for d in parsers if d.paths is not None)
+        _lookup = (parsers, re.compile(either or r"(?!)"))
+    parsers, anyone = _lookup
+    if anyone.search(path) is None:
+        return None
+    return next((d for d in parsers if d.takes(path)), None)
+
+
+def _scoped(pattern: re.Pattern[str]) -> str:
+    """The pattern as a group that keeps its own flags inside an alternation."""
+    flags = "".join(letter for flag, letter in _INLINE_FLAGS if pattern.flags & flag)
+    if pattern.flags & re.VERBOSE:
+        raise ValueError(f"verbose path pattern not supported: {pattern.pattern}")
+    return f"(?{flags}:{pattern.pattern})"
 
 
 def by_data_type(data_type: str) -> ParserDefinition | None:
