@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from toolmarks.engine.scan import ScanOptions, default_workers
     from toolmarks.evidence import EvidenceError
     from toolmarks.output.findings import findings, summary_lines
-    from toolmarks.output.writers import write_all
+    from toolmarks.output.writers import OutputError, write_all
 
     indicator_set = load_set(args)
     outdir: Path = args.output
@@ -185,7 +185,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     finally:
         progress.close()
-    write_all(outcome, outdir)
+    try:
+        write_all(outcome, outdir)
+    except OutputError as error:
+        print(
+            f"toolmarks: error: not written: {printable(str(error))}", file=sys.stderr
+        )
+        return 1
     counts = outcome.counts
     matched = len({t.source for t in outcome.traces})
     if args.json_log:
