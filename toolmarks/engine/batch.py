@@ -26,7 +26,7 @@ from toolmarks.engine.scan import RunUnits, ScanOptions
 from toolmarks.evidence import EvidenceError
 from toolmarks.indicators.model import IndicatorSet
 from toolmarks.output.case import CASE_FILES, CaseImage
-from toolmarks.output.writers import WRITERS, write_all
+from toolmarks.output.writers import WRITERS, OutputError, write_all
 
 # Written into an image's folder after all its outputs: its presence says the
 # outputs are complete, its content with which settings they were made.
@@ -180,7 +180,7 @@ def scan_one(
         write_all(outcome, outdir)
         if wanted is not None:
             _write_marker(outdir, wanted)
-    except (EvidenceError, *failures) as error:
+    except (EvidenceError, OutputError, *failures) as error:
         return CaseImage(name, image, "failed", error=str(error))
     except fatal:
         raise
