@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -835,18 +835,7 @@ def run_all(
         "image": {"raw": str(raw), "e01": str(e01), "bytes": size, **manifest},
         "cores": cores,
         "notes": notes,
-        "rows": [
-            {
-                "label": r.label,
-                "command": r.command,
-                "walls": r.walls,
-                "max_rss": r.max_rss,
-                "tree_pss": r.tree_pss,
-                "cpu": r.cpu,
-                "other_cpu": r.other_cpu,
-            }
-            for r in rows
-        ],
+        "rows": [asdict(r) for r in rows],
         "checks": checks,
     }
     (workdir / f"results-{name}.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -1036,18 +1025,7 @@ def run_small(
     results = {
         "image": {"raw": str(raw), "bytes": SMALL_IMAGE_MIB * MIB, **manifest},
         "cores": cores,
-        "rows": [
-            {
-                "label": r.label,
-                "command": r.command,
-                "walls": r.walls,
-                "max_rss": r.max_rss,
-                "tree_pss": r.tree_pss,
-                "cpu": r.cpu,
-                "other_cpu": r.other_cpu,
-            }
-            for r in rows
-        ],
+        "rows": [asdict(r) for r in rows],
         "checks": checks,
         "scan_seconds": inside,
     }
