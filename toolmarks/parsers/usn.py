@@ -1,7 +1,8 @@
 """NTFS USN change journal ($Extend/$UsnJrnl:$J) detection core: $J in, traces out.
 
-The journal is read as a stream in bounded chunks; its sparse (zero) ranges,
-often gigabytes, cost one comparison per chunk. Records are USN_RECORD_V2 and
+The journal is read as a stream in bounded chunks; its sparse ranges, often
+gigabytes, are not read at all when the stream tells them (data runs, SEEK_DATA)
+and cost one comparison per chunk when it does not. Records are USN_RECORD_V2 and
 V3 (V4 range records are counted and skipped). As libfsntfs reads them, records
 sit in 4096-byte journal blocks, never across one, and a zero length means the
 rest of the block is padding.
@@ -134,8 +135,9 @@ KIND_WIPE = "usn_wipe"
 _RECENT_OLD_NAMES = 4096
 _NAME_CACHE = 65536
 _HIT_IN_ROOT, _HIT_ELSEWHERE = 1, 2
-# Names are grouped in numpy by 4-byte words: first those of up to 16 words (32
-# UTF-16 characters, most names), then the others (255 characters at most).
+# Names are grouped in numpy by 4-byte words, in widths of up to 8, 16 … 128
+# words (16 to 256 UTF-16 characters; a name has 255 at most): each name is
+# compared over the narrowest width that holds it.
 _NAME_WORDS = (8, 16, 32, 64, 128)
 
 
