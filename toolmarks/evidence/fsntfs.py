@@ -64,6 +64,13 @@ class FsntfsStream(ReadOnlyStream):
             wanted -= len(data)
         return b"".join(chunks)
 
+    def data_ranges(self) -> list[tuple[int, int]] | None:
+        """What data_ranges() tells of the stream; None if libfsntfs cannot."""
+        try:
+            return data_ranges(self._source)
+        except ERRORS:
+            return None
+
 
 def extents(source: Any) -> list[tuple[int, int]]:
     """(volume byte offset, byte length) of the extents with clusters behind
@@ -77,6 +84,19 @@ def extents(source: Any) -> list[tuple[int, int]]:
     except ERRORS:
         return []
     return found
+
+
+def data_ranges(source: Any) -> list[tuple[int, int]]:
+    """(start, end) byte ranges of the stream with clusters behind them; the
+    rest (sparse extents) reads as zeros."""
+    size = int(source.get_size())
+    ranges, position = [], 0
+    for index in range(source.get_number_of_extents()):
+        _, length, flags = source.get_extent(index)
+        if not flags & _EXTENT_SPARSE and position < size:
+            ranges.append((position, min(position + int(length), size)))
+        position += int(length)
+    return ranges
 
 
 def first_extent(source: Any) -> int | None:

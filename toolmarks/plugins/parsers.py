@@ -17,6 +17,7 @@ from plaso.lib import errors, specification
 from plaso.parsers import interface, ntfs, presets
 from plaso.parsers import manager as plaso_manager
 
+from toolmarks.evidence import fsntfs
 from toolmarks.output import plaso_storage
 from toolmarks.parsers import manager
 from toolmarks.plugins import indicator_set
@@ -118,8 +119,6 @@ class Journal:
     """libfsntfs' `$J` stream, telling its sparse extents (as plaso's usnjrnl
     parser skips them) so that the parsers never read them."""
 
-    _SPARSE = 0x00000001  # LIBFSNTFS_EXTENT_FLAG_IS_SPARSE
-
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
@@ -137,14 +136,7 @@ class Journal:
         return self._stream.get_size()
 
     def data_ranges(self) -> list[tuple[int, int]]:
-        size = self._stream.get_size()
-        ranges, position = [], 0
-        for index in range(self._stream.get_number_of_extents()):
-            _, length, flags = self._stream.get_extent(index)
-            if not flags & self._SPARSE and position < size:
-                ranges.append((position, min(position + length, size)))
-            position += length
-        return ranges
+        return fsntfs.data_ranges(self._stream)
 
 
 def source_of(path_spec: Any) -> str:
