@@ -25,8 +25,14 @@ With --small-files it builds (once) a 2 GiB NTFS image of 100,000 files of
 against the floor measured in the same run (``fls -r -p`` of the image plus
 ``md5sum`` of the same files extracted once) and plaso single-process (issue #12).
 
+With --linearity it also builds (once) a 4 GiB image with 4x the files of the
+1 GiB one (same size classes and planting) and its E01, and prints the default
+``toolmarks scan`` of raw and E01 of both sizes side by side in seconds per GiB,
+with ``md5sum`` per GiB as the baseline: the cost must grow linearly with the
+image (issue #12).
+
     python bench/scan_throughput.py [--workdir DIR] [--quick] [--skip-plaso]
-        [--repeat N] [--engine] [--small-files]
+        [--repeat N] [--engine] [--small-files | --linearity]
 """
 
 from __future__ import annotations
@@ -90,6 +96,12 @@ TARGETS = {
 # The 100,000-file image (issue #12): files per second of the default run, and
 # its throughput against the floor (walk + MD5 of the content), shown as info.
 SMALL_TARGETS = {"files_per_s": 30_000.0, "vs_floor": 0.5}
+# --linearity (issue #12): the large image is LINEARITY_FACTOR times the base
+# one (size and files), and its seconds per GiB may be at most this much above
+# the base image's. One-sided: the fixed start-up spread over more GiB makes the
+# large image a little cheaper per GiB, which is not a departure from linear.
+LINEARITY_FACTOR = 4
+LINEARITY_MAX_RATIO = 1.10
 BASELINE_NAMES = {
     "raw_vs_md5sum": "md5sum",
     "raw_vs_plaso": "plaso single process",
@@ -704,6 +716,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the 2 GiB image of 100,000 files of 0.5-16 KiB instead: files/s "
         "against the floor (fls -r -p + md5sum of the content) and plaso",
     )
+    parser.add_argument(
+        "--linearity",
+        action="store_true",
+        help=f"instead of the usual rows: build also a {LINEARITY_FACTOR}x image "
+        "(4 GiB; 1 GiB with --quick) and compare seconds per GiB of the default "
+        "scan, raw and E01, with the base image's (goal: within 10 %%), md5sum "
+        "per GiB beside them",
+    )
     parser.add_argument("--skip-plaso", action="store_true", help="no log2timeline run")
     parser.add_argument(
         "--repeat", type=int, default=2, help="runs per command, best kept (default 2)"
@@ -715,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
         "used anyway while the CLI cannot write its outputs",
     )
     args = parser.parse_args(argv)
+    if args.small_files and args.linearity:
+        parser.error("--small-files and --linearity are separate runs")
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     image_mib, scale = (256, 0.25) if args.quick else (1024, 1.0)
@@ -724,6 +746,13 @@ def main(argv: list[str] | None = None) -> int:
             name = f"bench-small-{SMALL_FILES // 1000}k"
             return run_small(args, workdir, name, build_small_image(workdir, name))
         manifest = build_image(workdir, name, image_mib, scale)
+        if args.linearity:
+            big_mib = image_mib * LINEARITY_FACTOR
+            big_name = f"bench-{big_mib}M"
+            big = build_image(workdir, big_name, big_mib, scale * LINEARITY_FACTOR)
+            return run_linearity(
+                args, workdir, [(name, image_mib, manifest), (big_name, big_mib, big)]
+            )
         return run_all(args, workdir, name, image_mib, manifest)
     except BenchError as error:
         print(f"scan_throughput: error: {error}", file=sys.stderr)
@@ -1030,6 +1059,165 @@ def run_small(
         "scan_seconds": inside,
     }
     (workdir / f"results-{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def run_linearity(
+    args: argparse.Namespace, workdir: Path, images: list[tuple[str, int, dict]]
+) -> int:
+    """The default `toolmarks scan` of raw and E01 of the base image and of the
+    LINEARITY_FACTOR times larger one, in seconds per GiB side by side, with
+    md5sum per GiB of both raws as the baseline of the same run."""
+    cores = os.cpu_count() or 1
+    if args.engine or not cli_available()[0]:
+        raise BenchError("--linearity times `toolmarks scan`, which cannot run here")
+    print("warming the page cache (raw and E01 of both images) ...", file=sys.stderr)
+    # ewfacquirestream splits an E01 past 1.5 GiB: NAME.E01, NAME.E02, ...
+    segments = {
+        name: sorted(workdir.glob(f"{name}.E[0-9A-Z][0-9A-Z]")) for name, _, _ in images
+    }
+    warm([workdir / f"{name}.raw" for name, _, _ in images])
+    warm([path for paths in segments.values() for path in paths])
+    # (kind, image name) -> row; md5sum rows under kind "md5sum".
+    rows: dict[tuple[str, str], Measured] = {}
+    inside: dict[tuple[str, str], float] = {}  # scan.json seconds, best run
+    checks: list[tuple[str, bool, str]] = []
+    for name, _, _ in images:
+        raw = workdir / f"{name}.raw"
+        rows[("md5sum", name)] = measure(
+            f"md5sum {raw.name}", ["md5sum", str(raw)], args.repeat
+        )
+    for kind in ("raw", "E01"):
+        for name, _, manifest in images:
+            image = workdir / f"{name}.{kind}"
+            tag = f"{name}-{kind}-w0"
+            outdir = workdir / f"out-{tag}"
+            label = f"toolmarks scan {image.name} default ({cores} workers)"
+            shutil.rmtree(outdir, ignore_errors=True)
+            seconds: list[float] = []
+
+            def keep(outdir: Path = outdir, seconds: list[float] = seconds) -> None:
+                # The time inside the scan of the run before, so that the best
+                # run's split between scan and the rest can be shown.
+                if (outdir / "scan.json").exists():
+                    scan = json.loads((outdir / "scan.json").read_text())
+                    seconds.append(scan["seconds"])
+                shutil.rmtree(outdir, ignore_errors=True)
+
+            row = measure(
+                label,
+                [sys.executable, "-m", "toolmarks", "scan", str(image)]
+                + ["-o", str(outdir)],
+                args.repeat,
+                before=keep,
+                log=workdir / f"log-{tag}.txt",
+            )
+            seconds.append(json.loads((outdir / "scan.json").read_text())["seconds"])
+            rows[(kind, name)] = row
+            inside[(kind, name)] = seconds[row.best]
+            checks.append((label, *check_findings(outdir, manifest["planted"])))
+    print(
+        f"\nlinearity: default `toolmarks scan` on images of {images[0][1]} and "
+        f"{images[1][1]} MiB ({LINEARITY_FACTOR}x the files and content); {cores} "
+        f"cores; best of {args.repeat}, page cache warm; load before: "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    for name, mib, manifest in images:
+        print(
+            f"  {name}: {manifest['files']} files, "
+            f"{manifest['content_bytes'] / MIB:.0f} MiB content, "
+            f"E01 {len(segments[name])} segment(s) "
+            f"{sum(p.stat().st_size for p in segments[name]) / MIB:.0f} MiB, built in "
+            f"{manifest['build_seconds']} s"
+        )
+    print(
+        f"\n{'command':<8} {'image':<12} {'GiB':>4} {'wall s':>7} {'s/GiB':>6} "
+        f"{'ratio':>6} {'verdict':>7} {'in scan s/GiB':>13} {'ratio':>5} {'rest s':>6} "
+        f"{'RSS MiB':>7} {'PSS MiB':>7} {'other CPU s':>11}  runs (s)"
+    )
+    verdicts = []
+    peak = 0
+    for kind in ("md5sum", "raw", "E01"):
+        base: float | None = None
+        base_scan: float | None = None
+        for name, mib, _ in images:
+            row = rows[(kind, name)]
+            gib = mib / 1024
+            per_gib = row.wall / gib
+            if base is None:
+                base, ratio_text, verdict = per_gib, "", ""
+            else:
+                ratio = per_gib / base
+                ratio_text = f"{ratio:.3f}"
+                # The scan rows are gated; md5sum shows what the machine does.
+                if kind == "md5sum":
+                    verdict = "info"
+                else:
+                    verdict = "PASS" if ratio <= LINEARITY_MAX_RATIO else "FAIL"
+                verdicts.append(verdict)
+            memory = max(row.max_rss, row.tree_pss)
+            memory_text = f"{row.max_rss / MIB:7.0f} {row.tree_pss / MIB:7.0f}"
+            if kind != "md5sum":
+                peak = max(peak, memory)
+            in_scan = inside.get((kind, name))
+            scan_text, rest_text = " " * 19, " " * 6
+            if in_scan is not None:
+                scan_text = f"{in_scan / gib:13.3f}"
+                if base_scan is None:
+                    base_scan = in_scan / gib
+                    scan_text += " " * 6
+                else:
+                    scan_text += f" {in_scan / gib / base_scan:5.3f}"
+                rest_text = f"{row.wall - in_scan:6.2f}"
+            print(
+                f"{kind:<8} {name:<12} {gib:4.2f} {row.wall:7.2f} {per_gib:6.3f} "
+                f"{ratio_text:>6} {verdict:>7} {scan_text} {rest_text} "
+                f"{memory_text} {row.other_cpu[row.best]:11.1f}  "
+                + " ".join(f"{w:.2f}" for w in row.walls)
+            )
+    print(
+        f"\n(ratio = s/GiB of the {images[1][1]} MiB image / s/GiB of the "
+        f"{images[0][1]} MiB one, PASS at most {LINEARITY_MAX_RATIO}; in scan = "
+        "scan.json seconds per GiB; rest = wall - in scan: start-up and "
+        "outputs (both of the best run); RSS = peak RSS of the largest process, "
+        "PSS = peak tree PSS (the memory gate takes the larger); E01 rows "
+        "include the ewfverify check the CLI runs beside the scan)\n"
+    )
+    busy = [
+        row.label for row in rows.values() if row.other_cpu[row.best] > 0.25 * row.wall
+    ]
+    if busy:
+        print(
+            "NOTE: other processes used over a quarter of a core during the best "
+            f"run of: {', '.join(busy)}; those numbers are pessimistic.\n"
+        )
+    goal = TARGETS["memory_mib"]
+    verdict = "PASS" if peak < goal * MIB else "FAIL"
+    verdicts.append(verdict)
+    print(
+        f"peak memory of the toolmarks runs (MiB): {peak / MIB:.0f} < {goal:.0f} "
+        f"{verdict}"
+    )
+    print("\ncorrectness: files matched on each planted string == files planted")
+    for label, ok, text in checks:
+        verdicts.append("PASS" if ok else "FAIL")
+        print(f"  {'PASS' if ok else 'FAIL'}  {label}: {text}")
+    print(
+        f"\n{verdicts.count('PASS')} PASS, {verdicts.count('FAIL')} FAIL "
+        f"({verdicts.count('info')} info lines not gated)"
+    )
+    results = {
+        "images": [
+            {"name": name, "bytes": mib * MIB, **manifest}
+            for name, mib, manifest in images
+        ],
+        "cores": cores,
+        "rows": {f"{kind} {name}": asdict(row) for (kind, name), row in rows.items()},
+        "scan_seconds": {f"{kind} {name}": s for (kind, name), s in inside.items()},
+        "checks": checks,
+    }
+    out = workdir / f"results-linearity-{images[0][0]}-{images[1][0]}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
