@@ -1043,14 +1043,7 @@ def run_small(
         True,
         True,
     )
-    print("\ncorrectness: files matched on each planted indicator == files planted")
-    for label, ok, text in checks:
-        verdicts.append("PASS" if ok else "FAIL")
-        print(f"  {'PASS' if ok else 'FAIL'}  {label}: {text}")
-    print(
-        f"\n{verdicts.count('PASS')} PASS, {verdicts.count('FAIL')} FAIL "
-        f"({verdicts.count('info')} info lines not gated)"
-    )
+    print_checks(checks, verdicts, "indicator")
     results = {
         "image": {"raw": str(raw), "bytes": SMALL_IMAGE_MIB * MIB, **manifest},
         "cores": cores,
@@ -1198,14 +1191,7 @@ def run_linearity(
         f"peak memory of the toolmarks runs (MiB): {peak / MIB:.0f} < {goal:.0f} "
         f"{verdict}"
     )
-    print("\ncorrectness: files matched on each planted string == files planted")
-    for label, ok, text in checks:
-        verdicts.append("PASS" if ok else "FAIL")
-        print(f"  {'PASS' if ok else 'FAIL'}  {label}: {text}")
-    print(
-        f"\n{verdicts.count('PASS')} PASS, {verdicts.count('FAIL')} FAIL "
-        f"({verdicts.count('info')} info lines not gated)"
-    )
+    print_checks(checks, verdicts, "string")
     results = {
         "images": [
             {"name": name, "bytes": mib * MIB, **manifest}
@@ -1228,6 +1214,20 @@ def unplanted(outdir: Path, planted: dict[str, list[str]]) -> list[str]:
         f"{indicator} {sorted(found)[:2]}"
         for indicator, found in paths.items()
         if indicator not in planted and not indicator.startswith("lead")
+    )
+
+
+def print_checks(
+    checks: list[tuple[str, bool, str]], verdicts: list[str], what: str
+) -> None:
+    """The correctness lines, then the count of verdicts (checks included)."""
+    print(f"\ncorrectness: files matched on each planted {what} == files planted")
+    for label, ok, text in checks:
+        verdicts.append("PASS" if ok else "FAIL")
+        print(f"  {'PASS' if ok else 'FAIL'}  {label}: {text}")
+    print(
+        f"\n{verdicts.count('PASS')} PASS, {verdicts.count('FAIL')} FAIL "
+        f"({verdicts.count('info')} info lines not gated)"
     )
 
 
@@ -1317,14 +1317,7 @@ def print_report(
         f"{'peak memory of the toolmarks runs (MiB)':<64} {peak / MIB:6.0f}  "
         f"<  {goal:<4.0f}  {verdict}"
     )
-    print("\ncorrectness: files matched on each planted string == files planted")
-    for label, ok, text in checks:
-        verdicts.append("PASS" if ok else "FAIL")
-        print(f"  {'PASS' if ok else 'FAIL'}  {label}: {text}")
-    print(
-        f"\n{verdicts.count('PASS')} PASS, {verdicts.count('FAIL')} FAIL "
-        f"({verdicts.count('info')} info lines not gated)"
-    )
+    print_checks(checks, verdicts, "string")
 
 
 if __name__ == "__main__":
