@@ -31,7 +31,6 @@ import os
 import random
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -398,35 +397,16 @@ def run_scan(
     shutil.rmtree(outdir, ignore_errors=True)
     command = [sys.executable, "-m", "toolmarks", "scan", str(image)]
     command += ["-o", str(outdir), "--force", *extra]
-    # As scan_throughput.measure: GNU time forks the command from its own small
-    # process, or vfork would charge this script's RSS to the child.
-    gnu_time = Path("/usr/bin/time")
-    rss_file = Path(tempfile.gettempdir()) / f"toolmarks-memory-rss-{os.getpid()}"
-    if gnu_time.exists():
-        command = [str(gnu_time), "-o", str(rss_file), "-f", "%M", *command]
-    with log.open("wb") as out:
-        busy_before = st._busy_seconds()
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        sampler = PeakSampler(process.pid, interval)
-        sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        busy = st._busy_seconds() - busy_before
-        sampler.stop.set()
-        sampler.join()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        tail = log.read_text(errors="replace")[-3000:]
-        raise BenchError(f"exit {code}: {' '.join(command)}\n{tail}")
-    max_rss = usage.ru_maxrss * KIB
-    if gnu_time.exists():
-        max_rss = int(rss_file.read_text().split()[-1]) * KIB
-        rss_file.unlink()
-    processes = sampler.processes()
-    max_rss = max([max_rss] + [hwm for _, hwm in processes])
-    other = max(0.0, busy - usage.ru_utime - usage.ru_stime)
-    return wall, other, sampler.peak, max_rss, processes
+    samplers: list[PeakSampler] = []
+
+    def sampler(pid: int) -> PeakSampler:
+        samplers.append(PeakSampler(pid, interval))
+        return samplers[-1]
+
+    run = st.measure(image.name, command, 1, log=log, sampler=sampler)
+    processes = samplers[-1].processes()
+    max_rss = max([run.max_rss] + [hwm for _, hwm in processes])
+    return run.wall, run.other_cpu[0], run.tree_pss, max_rss, processes
 
 
 def check_offsets(outdir: Path, offsets: dict[str, dict[str, int]]) -> list[str]:

@@ -541,7 +541,10 @@ def measure(
     before: Callable[[], None] | None = None,
     cwd: Path | None = None,
     log: Path | None = None,
+    sampler: Callable[[int], TreeSampler] = TreeSampler,
 ) -> Measured:
+    """Runs command `repeat` times: wall, peak RSS (wait4 or GNU time), peak
+    tree PSS (sampler(pid), a TreeSampler), its CPU and the rest's."""
     result = Measured(label, command)
     # GNU time forks the command from its own small process; subprocess's
     # vfork would otherwise charge this script's RSS to the child's ru_maxrss.
@@ -559,15 +562,15 @@ def measure(
             process = subprocess.Popen(
                 wrapped, stdout=out, stderr=subprocess.STDOUT, cwd=cwd
             )
-            sampler = TreeSampler(process.pid)
-            sampler.start()
+            sampling = sampler(process.pid)
+            sampling.start()
             # wait4's usage covers the child and the descendants it reaped; its
             # ru_maxrss (KiB) is the largest of them.
             _, status, usage = os.wait4(process.pid, 0)
             wall = time.perf_counter() - started
             busy = _busy_seconds() - busy_before
-            sampler.stop.set()
-            sampler.join()
+            sampling.stop.set()
+            sampling.join()
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
             tail = log.read_text(errors="replace")[-3000:] if log else ""
@@ -580,7 +583,7 @@ def measure(
             rss_file.unlink()
         result.walls.append(wall)
         result.max_rss = max(result.max_rss, max_rss_kib * KIB)
-        result.tree_pss = max(result.tree_pss, sampler.peak)
+        result.tree_pss = max(result.tree_pss, sampling.peak)
         cpu = usage.ru_utime + usage.ru_stime
         result.cpu.append(cpu)
         result.other_cpu.append(max(0.0, busy - cpu))
@@ -588,6 +591,30 @@ def measure(
         f"  {label}: {', '.join(f'{w:.2f}' for w in result.walls)} s", file=sys.stderr
     )
     return result
+
+
+def measure_plaso(
+    workdir: Path, name: str, raw: Path, yar: Path, repeat: int
+) -> Measured:
+    """plaso single-process on raw with toolmarks' YARA export: filestat + MD5
+    + the strings, the work of toolmarks' MD5 + strings rows."""
+    storage = workdir / f"{name}.plaso"
+    # Its own folder: log2timeline writes its logs (--logfile) and any stray
+    # *.log.gz there, not in the current directory.
+    plaso_dir = workdir / name
+    shutil.rmtree(plaso_dir, ignore_errors=True)
+    plaso_dir.mkdir()
+    return measure(
+        "log2timeline --single_process raw",
+        ["log2timeline", "--single_process", "--status_view", "none"]
+        + ["--unattended", "--parsers", "filestat", "--hashers", "md5"]
+        + ["--yara_rules", str(yar), "--logfile", str(plaso_dir / "l2t.log")]
+        + ["--storage_file", str(storage), str(raw)],
+        repeat,
+        before=lambda: storage.unlink(missing_ok=True),
+        cwd=plaso_dir,
+        log=plaso_dir / "stdout.txt",
+    )
 
 
 def md5_strings_set(workdir: Path) -> Path:
@@ -841,20 +868,7 @@ def run_all(
     rows.append(ewf)
     plaso = None
     if not args.skip_plaso:
-        storage = workdir / "plaso.plaso"
-        plaso_dir = workdir / "plaso"
-        plaso_dir.mkdir(exist_ok=True)
-        plaso = measure(
-            "log2timeline --single_process raw",
-            ["log2timeline", "--single_process", "--status_view", "none"]
-            + ["--unattended", "--parsers", "filestat", "--hashers", "md5"]
-            + ["--yara_rules", str(yar), "--logfile", str(plaso_dir / "l2t.log")]
-            + ["--storage_file", str(storage), str(raw)],
-            args.repeat,
-            before=lambda: storage.unlink(missing_ok=True),
-            cwd=plaso_dir,
-            log=plaso_dir / "stdout.txt",
-        )
+        plaso = measure_plaso(workdir, "plaso", raw, yar, args.repeat)
         rows.append(plaso)
     size = image_mib * MIB
     print_report(
@@ -939,23 +953,7 @@ def run_small(
             [sys.executable, "-m", "toolmarks", "indicators", "export"]
             + ["--format", "yara", "-o", str(yar)]
         )
-        storage = workdir / "plaso-small.plaso"
-        # Its own folder: log2timeline writes its logs (--logfile) and any
-        # stray *.log.gz there, not in the current directory.
-        plaso_dir = workdir / "plaso-small"
-        shutil.rmtree(plaso_dir, ignore_errors=True)
-        plaso_dir.mkdir()
-        plaso = measure(
-            "log2timeline --single_process raw",
-            ["log2timeline", "--single_process", "--status_view", "none"]
-            + ["--unattended", "--parsers", "filestat", "--hashers", "md5"]
-            + ["--yara_rules", str(yar), "--logfile", str(plaso_dir / "l2t.log")]
-            + ["--storage_file", str(storage), str(raw)],
-            args.repeat,
-            before=lambda: storage.unlink(missing_ok=True),
-            cwd=plaso_dir,
-            log=plaso_dir / "stdout.txt",
-        )
+        plaso = measure_plaso(workdir, "plaso-small", raw, yar, args.repeat)
         rows.append(plaso)
     print(
         f"\nimage: {raw} ({SMALL_IMAGE_MIB} MiB, {files} files in "
