@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from queue import Empty
 from typing import Any
 
@@ -478,31 +478,32 @@ def share(
     items: Iterator[FileItem], unit: Unit, options: ScanOptions
 ) -> Iterator[FileItem]:
     """The items of one unit's share, batch by batch, in disk order."""
-    batch: list[FileItem] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == BATCH:
-            yield from _cut(batch, unit, options)
-            batch = []
-    yield from _cut(batch, unit, options)
+    for batch in _batches(items):
+        yield from _cut(batch, unit, options)
 
 
 def _cut(batch: list[FileItem], unit: Unit, options: ScanOptions) -> list[FileItem]:
+    return _shares(batch, unit.stride, options)[unit.index]
+
+
+def _shares(
+    batch: list[FileItem], stride: int, options: ScanOptions
+) -> list[list[FileItem]]:
+    """The batch in disk order, cut into `stride` contiguous shares of about
+    equal cost."""
     batch.sort(key=_disk_order)
-    index, stride = unit.index, unit.stride
     if stride == 1:
-        return batch
+        return [batch]
+    shares: list[list[FileItem]] = [[] for _ in range(stride)]
     costs = [
         ENTRY_COST + (0 if not_read(item, options) else item.size) for item in batch
     ]
-    total = sum(costs)
-    low, high = total * index / stride, total * (index + 1) / stride
-    mine, before = [], 0
+    total = sum(costs) or 1
+    before = 0
     for item, cost in zip(batch, costs):
-        if low <= before < high:
-            mine.append(item)
+        shares[min(stride - 1, before * stride // total)].append(item)
         before += cost
-    return mine
+    return shares
 
 
 def run_unit(
@@ -604,29 +605,86 @@ def missing_programs(
 
 
 # Set in each worker process by the pool's initializer: queues cannot be task
-# arguments, only inherited.
+# arguments, only inherited. The evidence and scanner are opened by the first
+# task and kept for the worker's life.
 _progress_queue: Any = None
+_worker: dict[str, Any] = {}
 
 
-def _init_worker(queue: Any) -> None:
+def _init_worker(
+    queue: Any, image: str, indicator_set: IndicatorSet, options: ScanOptions
+) -> None:
     global _progress_queue
     _progress_queue = queue
+    _worker.update(image=image, indicator_set=indicator_set, options=options)
 
 
-def _run_unit_in_worker(
-    unit: Unit, indicator_set: IndicatorSet, options: ScanOptions
-) -> UnitResult:
+def _reporter() -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """(report, flush): progress sent to the main process about 4 times a second."""
     pending = [0, 0, time.monotonic()]
 
     def report(files: int, size: int) -> None:
         pending[0] += files
         pending[1] += size
         if time.monotonic() - pending[2] > 0.25:
-            _progress_queue.put((pending[0], pending[1]))
-            pending[:] = [0, 0, time.monotonic()]
+            flush()
 
-    result = run_unit(unit, indicator_set, options, report)
-    _progress_queue.put((pending[0], pending[1]))
+    def flush() -> None:
+        _progress_queue.put((pending[0], pending[1]))
+        pending[:] = [0, 0, time.monotonic()]
+
+    return report, flush
+
+
+def _run_unit_in_worker(unit: Unit) -> UnitResult:
+    report, flush = _reporter()
+    result = run_unit(unit, _worker["indicator_set"], _worker["options"], report)
+    flush()
+    return result
+
+
+def _worker_scanner() -> tuple[Evidence, Scanner]:
+    if "scanner" not in _worker:
+        options = _worker["options"]
+        evidence = Evidence(
+            _worker["image"],
+            partitions=options.partitions,
+            vss=options.vss,
+            # The main process walked the volumes and reported what it met.
+            warn=lambda *_: None,
+        )
+        compiled = compile_set(_worker["indicator_set"])
+        _worker["evidence"] = evidence
+        _worker["scanner"] = Scanner(compiled, options, evidence.reused_ranges)
+    return _worker["evidence"], _worker["scanner"]
+
+
+def _scan_share(
+    label: str, keys: list[tuple[Any, ...]]
+) -> tuple[UnitResult, list[tuple[str, str, Any]]]:
+    """Scans items the main process walked; returns what they hold and the
+    programs their artefacts say ran."""
+    evidence, scanner = _worker_scanner()
+    volume = next(v for v in evidence.volumes() if v.label == label)
+    result = UnitResult()
+    scanner.programs = []
+    report, flush = _reporter()
+    items = (evidence.taken_over(volume, key) for key in keys)
+    with _fewer_collections():
+        scanner.scan_items(items, result, report)
+    flush()
+    return result, scanner.programs
+
+
+def _scan_free(label: str, unit: Unit) -> UnitResult:
+    evidence, scanner = _worker_scanner()
+    volume = next(v for v in evidence.volumes() if v.label == label)
+    result = UnitResult()
+    report, flush = _reporter()
+    scan_unallocated(
+        evidence, volume, unit, scanner.compiled, _worker["options"], result, report
+    )
+    flush()
     return result
 
 
@@ -737,30 +795,115 @@ def scan_image(
             if own:
                 evidence.close()
         return result, volumes
-    if own:
-        evidence.close()
+    try:
+        _scan_in_pool(
+            image, evidence, indicator_set, options, progress, started, result
+        )
+    finally:
+        if own:
+            evidence.close()
+    return result, volumes
+
+
+def _scan_in_pool(
+    image: str,
+    evidence: Evidence,
+    indicator_set: IndicatorSet,
+    options: ScanOptions,
+    progress: Callable[[int, int], None] | None,
+    started: Callable[[], None] | None,
+    result: UnitResult,
+) -> None:
+    """Scans the volumes in a pool of worker processes.
+
+    The volumes TSK reads are walked once, here: each batch of entries is cut
+    into shares the workers open again by inode. When every worker walked the
+    whole volume, 100,000 small files cost each of them a walk (a third of a
+    one-worker scan) and TSK's listing of every open directory. Other volumes
+    are cut into units that walk the volume themselves.
+    """
+    workers = max(1, options.workers)
     context = multiprocessing.get_context()
     queue = context.Queue()
+    running: set[Future[Any]] = set()
+    # Per volume: its allocated paths (None when its units walk it) and, per
+    # share index, the futures of that share's tasks and of the other work.
+    plan: list[tuple[Volume, set[str] | None, list[list[Future[Any]]], list[Any]]]
+    plan = []
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(queue,),
+        initargs=(queue, image, indicator_set, options),
     ) as pool:
-        submitted = [
-            pool.submit(_run_unit_in_worker, unit, indicator_set, options)
-            for unit in units
-        ]
-        if started:
-            started()
-        futures = set(submitted)
-        while futures:
-            _, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
+
+        def submit(function: Callable[..., Any], *args: Any) -> Future[Any]:
+            # A walk runs ahead of the workers: bound what waits for them.
+            while len(running) >= IN_FLIGHT * workers:
+                done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                running.difference_update(done)
+                _drain(queue, progress)
+            future = pool.submit(function, *args)
+            running.add(future)
+            while to_start:
+                # The first submit forked the workers: threads may start now.
+                to_start.pop()()
+            return future
+
+        to_start = [started] if started else []
+        for volume in evidence.volumes():
+            units = [Unit(image, volume.label, i, workers) for i in range(workers)]
+            shares: list[list[Future[Any]]] = [[] for _ in units]
+            if not evidence.hands_over(volume):
+                rest = [submit(_run_unit_in_worker, unit) for unit in units]
+                plan.append((volume, None, shares, rest))
+                continue
+            on_disk: set[str] = set()
+            for batch in _batches(_noting_paths(evidence.walk(volume), on_disk)):
+                for index, share in enumerate(_shares(batch, workers, options)):
+                    if share:
+                        keys = [Evidence.hand_over(item) for item in share]
+                        task = submit(_scan_share, volume.label, keys)
+                        shares[index].append(task)
+            rest = [
+                submit(_scan_free, volume.label, unit) if options.unallocated else None
+                for unit in units
+            ]
+            plan.append((volume, on_disk, shares, rest))
+        while to_start:  # nothing was submitted
+            to_start.pop()()
+        while running:
+            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            running.difference_update(done)
             _drain(queue, progress)
-        for future in submitted:
-            result.merge(future.result())
     _drain(queue, progress)
-    return result, volumes
+    # In unit order, as units walking the volume themselves give them.
+    for volume, on_disk, shares, rest in plan:
+        for tasks, other in zip(shares, rest):
+            programs = []
+            for task in tasks:
+                found, ran = task.result()
+                result.merge(found)
+                programs += ran
+            if on_disk is not None and options.leads:
+                result.traces += missing_programs(programs, on_disk, volume)
+            if other is not None:
+                result.merge(other.result())
+
+
+# Tasks waiting for or in a worker, per worker, while a walk runs ahead.
+IN_FLIGHT = 3
+
+
+def _batches(items: Iterator[FileItem]) -> Iterator[list[FileItem]]:
+    batch: list[FileItem] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 RunUnits = Callable[[list[Unit]], list[UnitResult]]

@@ -29,7 +29,13 @@ from dfvfs.resolver import resolver
 from dfvfs.volume import factory as volume_system_factory
 
 from toolmarks.evidence import generic, tsk
-from toolmarks.evidence.model import EvidenceError, FileItem, SharedReader, Volume
+from toolmarks.evidence.model import (
+    EvidenceError,
+    FileItem,
+    FileRange,
+    SharedReader,
+    Volume,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +162,20 @@ class Evidence:
         if isinstance(handle, tsk.TSKFileSystem):
             return tsk.TSKWalker(handle, volume, self._warn).walk()
         return generic.DfvfsWalker(handle, volume, self._warn).walk()
+
+    def hands_over(self, volume: Volume) -> bool:
+        """Whether the items of the volume's walk can be made again in another
+        process (hand_over, taken_over): TSK file systems, opened by inode."""
+        return isinstance(self._handle(volume), tsk.TSKFileSystem)
+
+    @staticmethod
+    def hand_over(item: FileItem) -> tuple[Any, ...]:
+        """What taken_over needs to make an item of such a volume again."""
+        return tsk.hand_over(item)
+
+    def taken_over(self, volume: Volume, key: tuple[Any, ...]) -> FileItem:
+        """The item another process's walk of this image handed over."""
+        return tsk.taken_over(self._handle(volume), volume, key)
 
     def lookup(self, volume: Volume, path: str, stream: str = "") -> FileItem | None:
         """The allocated entry at path ("/" separators), or None if absent."""
@@ -743,14 +763,18 @@ class Evidence:
                     tsk_spec, resolver_context=self._context
                 )
                 fs_info, keep_alive = dfvfs_fs.GetFsInfo(), dfvfs_fs
+                # libfsntfs reads the NTFS entries TSK cannot load.
+                open_volume = functools.partial(self._open_spec, spec, where)
                 direct = self._direct_fs_info(fs_info, offset, vss_store)
                 if direct is not None:
                     fs_info, keep_alive = direct
+                    path = self.image_info["segments"][0]
+                    length = os.path.getsize(path) - offset if size is None else size
+                    open_volume = functools.partial(
+                        FileRange, path, offset, length, where
+                    )
                 handle = tsk.TSKFileSystem(
-                    fs_info,
-                    keep_alive=keep_alive,
-                    # libfsntfs reads the NTFS entries TSK cannot load.
-                    open_volume=functools.partial(self._open_spec, spec, where),
+                    fs_info, keep_alive=keep_alive, open_volume=open_volume
                 )
             except _BACKEND_ERRORS as exception:
                 handle = None

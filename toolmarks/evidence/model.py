@@ -94,6 +94,22 @@ class SharedReader(ReadOnlyStream):
             ) from exception
 
 
+class FileRange(ReadOnlyStream):
+    """A range of a local file (a volume inside a raw image), read with pread."""
+
+    def __init__(self, path: str, offset: int, size: int, name: str) -> None:
+        super().__init__(size, name)
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - a reader
+        self._base = offset
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        return os.pread(self._file.fileno(), size, self._base + offset)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 @dataclasses.dataclass(frozen=True)
 class Volume:
     """One file system found in the image.
@@ -150,6 +166,11 @@ class FileItem:
     # Byte offset in the volume of the stream's first data run, None when its
     # data is resident or unknown: readers sort by it to read the disk in order.
     location: int | None = None
+    # How another process opens the stream again from its own copy of the file
+    # system, by inode: ("tsk", attribute type, attribute id) or ("fsntfs", why
+    # libfsntfs reads it); None when only this process's opener or the path
+    # spec can (see tsk.hand_over).
+    reopen: tuple[Any, ...] | None = None
     _opener: Callable[[], BinaryIO] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )

@@ -209,13 +209,21 @@ class Times(Mapping[str, Any]):
 
     def __init__(self, fs: TSKFileSystem, meta: Any) -> None:
         self._fs: TSKFileSystem | None = fs
+        # The entry's TSK metadata, or its inode when the entry is opened only
+        # if its times are read (an item made again in a scan worker).
         self._meta = meta
         self._values: dict[str, Any] | None = None
 
     def _made(self) -> dict[str, Any]:
         if self._values is None:
             assert self._fs is not None
-            self._values = self._fs.times(self._meta)
+            meta = self._meta
+            if isinstance(meta, int):
+                try:
+                    meta = self._fs.fs_info.open_meta(inode=meta).info.meta
+                except OSError:
+                    meta = None
+            self._values = self._fs.times(meta) if meta is not None else {}
             self._fs = self._meta = None
         return self._values
 
@@ -694,6 +702,7 @@ class TSKWalker:
             item._opener = functools.partial(
                 TSKStream, entry.tsk_file, size, None, None, item.display_path
             )
+            item.reopen = ("tsk", None, None)
             item.location = fs.first_run_offset(entry.tsk_file)
         yield item
         if fs.is_ntfs:
@@ -743,6 +752,7 @@ class TSKWalker:
                 int(attr_info.id),
                 item.display_path,
             )
+            item.reopen = ("tsk", _ATTR_NTFS_DATA, int(attr_info.id))
             item.location = self._fs.run_offset(attribute)
             items.append(item)
         if attribute_list is not None:
@@ -808,6 +818,7 @@ class TSKWalker:
             item._opener = functools.partial(
                 fsntfs.FsntfsStream, entry, size, item.display_path, why
             )
+            item.reopen = ("fsntfs", why)
             item.path_spec = _make_ntfs_path_spec(self._volume, inode, item.path, None)
         if streams:
             parts.append(
@@ -878,6 +889,7 @@ class TSKWalker:
         item._opener = functools.partial(
             fsntfs.FsntfsStream, source, size, item.display_path, why
         )
+        item.reopen = ("fsntfs", why)
         item.location = fsntfs.first_extent(source)
         return item
 
@@ -1041,3 +1053,65 @@ def lookup(
     if is_file:
         item._opener = fs.opener(inode, None, None, size, item.display_path)
     return item
+
+
+def hand_over(item: FileItem) -> tuple[Any, ...]:
+    """What another process needs to make the item again from its own open
+    file system (taken_over): a scan worker reads the items the main process
+    walked instead of walking the volume itself."""
+    return (
+        item.path,
+        item.stream,
+        item.inode,
+        item.size,
+        item.allocated,
+        item.is_file,
+        item.is_dir,
+        item.reallocated,
+        item.has_metadata,
+        item.location,
+        item.reopen,
+        # TSK cannot open again what libfsntfs reads for it: its times go along.
+        dict(item.times) if item.reopen and item.reopen[0] == "fsntfs" else None,
+    )
+
+
+def taken_over(fs: TSKFileSystem, volume: Volume, key: tuple[Any, ...]) -> FileItem:
+    """The item hand_over described, opened again by inode when it is read."""
+    path, stream, inode, size, allocated, is_file, is_dir, realloc, has_meta = key[:9]
+    location, reopen, times = key[9:]
+    if times is None:
+        times = Times(fs, inode) if has_meta and inode is not None else {}
+    if reopen is not None and reopen[0] == "fsntfs":
+        path_spec = _make_ntfs_path_spec(volume, inode, path, stream)
+    else:
+        path_spec = _make_path_spec(volume, inode, path, stream or None)
+    item = FileItem(
+        volume, path, stream, inode, size, allocated, is_file, times, path_spec,
+        is_dir, realloc, has_meta, location, reopen,
+    )  # fmt: skip
+    if reopen is None or inode is None:
+        return item
+    if reopen[0] == "tsk":
+        item._opener = fs.opener(inode, reopen[1], reopen[2], size, item.display_path)
+    else:
+        item._opener = functools.partial(
+            _open_fsntfs, fs, inode, stream, size, item.display_path, reopen[1]
+        )
+    return item
+
+
+def _open_fsntfs(
+    fs: TSKFileSystem, inode: int, stream: str, size: int, name: str, why: str
+) -> fsntfs.FsntfsStream:
+    if fs.fallback is None:
+        raise OSError(f"{name}: {why}; libfsntfs is not used for this volume")
+    source = fs.fallback.entry(inode)
+    if stream:
+        try:
+            source = source.get_alternate_data_stream_by_name(stream)
+        except fsntfs.ERRORS as error:
+            raise OSError(f"{name}: {why}; {fsntfs.short(error)}") from None
+        if source is None:
+            raise OSError(f"{name}: {why}; libfsntfs no longer finds the stream")
+    return fsntfs.FsntfsStream(source, size, name, why)
