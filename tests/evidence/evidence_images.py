@@ -553,3 +553,136 @@ def digest_of(path: Path, name: str = "md5") -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# build_ntfs_orphans: deleted entries no name points to any more, as TSK lists
+# them under /$OrphanFiles (paths there, the planted content of each).
+ORPHAN_FILES = {
+    "/$OrphanFiles/gone/early.bin": b"EARLY-ORPHAN " * 10,
+    "/$OrphanFiles/gone/a.txt": b"orphan a\n",
+    "/$OrphanFiles/gone/b.bin": b"ORPHAN-B-CONTENT-" * 400,
+    "/$OrphanFiles/gone/sub/c.txt": b"deep orphan\n",
+    "/$OrphanFiles/old.txt": b"old orphan\n",
+    "/$OrphanFiles/tool.bin": b"ORPHAN-TOOL-" * 800,
+    "/$OrphanFiles/^d^txt": b"odd name\n",
+}
+ORPHAN_ADS = ("/$OrphanFiles/gone/a.txt", "evil", b"orphan stream\n")
+# 100 three-byte characters: TSK cuts the orphan's name to 256 bytes, inside
+# the 86th character.
+ORPHAN_LONG = "\u65e5" * 100 + ".txt"
+ORPHAN_LONG_PATH = "/$OrphanFiles/" + "\u65e5" * 85 + "\\xe6"
+ORPHAN_NAMED_DELETED = "/keep/deleted.txt"
+
+
+def _file_names(record: bytearray) -> list[int]:
+    """Offsets of the contents of the $FILE_NAME attributes of an MFT record."""
+    found = []
+    attribute = struct.unpack_from("<H", record, 0x14)[0]
+    while True:
+        kind, length = struct.unpack_from("<II", record, attribute)
+        if kind == 0xFFFFFFFF or not length:
+            return found
+        if kind == 0x30:
+            found.append(
+                attribute + struct.unpack_from("<H", record, attribute + 0x14)[0]
+            )
+        attribute += length
+
+
+def _orphan_entry(image: Path, entry: int, name: list[int] | None = None, dos=False):
+    """Makes a deleted entry an orphan as a reused parent directory would (its
+    $FILE_NAME's parent sequence number no longer matches), and optionally
+    rewrites its name (UTF-16 units, same length) or marks it a DOS name."""
+
+    def edit(record: bytearray) -> None:
+        (content,) = _file_names(record)
+        seq = struct.unpack_from("<H", record, content + 6)[0]
+        struct.pack_into("<H", record, content + 6, (seq + 7) & 0xFFFF)
+        if name is not None:
+            assert record[content + 0x40] == len(name)
+            struct.pack_into(f"<{len(name)}H", record, content + 0x42, *name)
+        if dos:
+            record[content + 0x41] = 2  # the DOS namespace
+
+    patch_ntfs_record(image, entry, edit)
+
+
+def _erase_index_entries(image: Path, name: str) -> None:
+    """Zeroes every directory index entry (live or in slack) naming name, the
+    last two bytes of each sector left alone (update sequence numbers)."""
+    data = bytearray(image.read_bytes())
+    wanted = name.encode("utf-16-le")
+    at = data.find(wanted)
+    while at != -1:
+        start = at - 0x42 - 0x10  # index entry header, then $FILE_NAME
+        attribute = struct.unpack_from("<I", data, at - 0x42 - 0x18)[0]
+        if start >= 0 and data[at - 2] == len(name) and attribute != 0x30:
+            for index in range(start, at + len(wanted)):
+                if index % 512 < 510:
+                    data[index] = 0
+        at = data.find(wanted, at + 1)
+    image.write_bytes(data)
+
+
+def build_ntfs_orphans(path: Path) -> dict[str, int]:
+    """32 MiB NTFS with orphan files (ORPHAN_FILES, ORPHAN_LONG, a DOS-named one
+    and a deleted file whose names and 40 streams spilled into extension MFT
+    entries), an orphan directory holding files, an ADS and a subdirectory,
+    and a deleted file still named (ORPHAN_NAMED_DELETED). Returns the MFT
+    entries of the orphans made by patching, by name."""
+    _run(["truncate", "-s", "32M", str(path)])
+    _run(["mkntfs", "-F", "-Q", "-q", str(path)])
+    with ntfs_mount(path, streams=True) as mount:
+        # Made before its directory: a lower MFT entry than the directory's,
+        # so TSK lists it at the top first and takes it out again.
+        (mount / "early.bin").write_bytes(ORPHAN_FILES["/$OrphanFiles/gone/early.bin"])
+        gone = mount / "gone"
+        gone.mkdir()
+        for name in ("a.txt", "b.bin"):
+            (gone / name).write_bytes(ORPHAN_FILES[f"/$OrphanFiles/gone/{name}"])
+        with open(f"{gone}/a.txt:{ORPHAN_ADS[1]}", "wb") as stream:
+            stream.write(ORPHAN_ADS[2])
+        (gone / "sub").mkdir()
+        (gone / "sub" / "c.txt").write_bytes(
+            ORPHAN_FILES["/$OrphanFiles/gone/sub/c.txt"]
+        )
+        os.rename(mount / "early.bin", gone / "early.bin")
+        keep = mount / "keep"
+        keep.mkdir()
+        (keep / "stay.txt").write_bytes(b"stay\n")
+        (keep / "deleted.txt").write_bytes(b"deleted but still named\n")
+        reuse = mount / "reuse"
+        reuse.mkdir()
+        (reuse / "old.txt").write_bytes(ORPHAN_FILES["/$OrphanFiles/old.txt"])
+        (reuse / "tool.bin").write_bytes(ORPHAN_FILES["/$OrphanFiles/tool.bin"])
+        (reuse / "odd.txt").write_bytes(ORPHAN_FILES["/$OrphanFiles/^d^txt"])
+        (reuse / ORPHAN_LONG).write_bytes(b"long name\n")
+        (reuse / "dos.txt").write_bytes(b"dos name\n")
+        spill = mount / "spill.txt"
+        spill.write_bytes(b"main\n")
+        for number in range(40):
+            with open(f"{spill}:s{number:02d}", "wb") as stream:
+                stream.write(bytes([65 + number % 26]) * 3000)
+        (mount / "late.txt").write_bytes(b"late\n")
+        names = ["gone", "old.txt", "tool.bin", "odd.txt", ORPHAN_LONG, "dos.txt"]
+        entries = {
+            name: os.stat(
+                mount / ("gone" if name == "gone" else f"reuse/{name}")
+            ).st_ino
+            for name in names
+        }
+        os.sync()
+        (keep / "deleted.txt").unlink()
+        shutil.rmtree(gone)
+        shutil.rmtree(reuse)
+        spill.unlink()
+    for name, entry in entries.items():
+        _erase_index_entries(path, name)
+        if name == "odd.txt":
+            # A lone high surrogate (TSK drops the unit after it too) and a
+            # lone low one: "^d^txt".
+            units = [0xD83D, ord("d"), ord("d"), 0xDC00, ord("t"), ord("x"), ord("t")]
+            _orphan_entry(path, entry, units)
+        else:
+            _orphan_entry(path, entry, dos=name == "dos.txt")
+    return entries
