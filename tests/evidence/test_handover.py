@@ -1,24 +1,28 @@
-"""Items walked in one process and read in another (the local worker pool).
+"""Items walked in one process and read in another (the local worker pool),
+and NTFS content read through libfsntfs.
 
 The main process walks a TSK volume once and hands each item over as a key;
 a worker's own Evidence of the image makes the item again and opens it by
 inode. What a worker reads must be exactly what the walk's own item reads, and
-a scan with workers must find exactly what a one-process scan finds.
+a scan with workers must find exactly what a one-process scan finds. NTFS
+streams TSK lists are read through libfsntfs: byte for byte what TSK reads.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import evidence_images as images
 import pytest
+from dfvfs.resolver import resolver
 
 from toolmarks.engine import wire
 from toolmarks.engine.scan import ScanOptions, scan_image
-from toolmarks.evidence import Evidence
+from toolmarks.evidence import Evidence, fsntfs
 from toolmarks.indicators import loader
 from toolmarks.output.timeline import sort_key
 
@@ -26,13 +30,15 @@ from toolmarks.output.timeline import sort_key
 @pytest.fixture(scope="module")
 def handover_images(built: Path, traces_images: dict[str, Any]) -> list[Path]:
     """Deleted files and an ADS; 2,000 files with deleted ones and a deleted
-    folder; a file TSK cannot load (read through libfsntfs); 500 ADS past TSK's
-    attribute list limits; the traces scenario (hives, prefetch)."""
+    folder; a file TSK cannot load (read through libfsntfs); a compressed file;
+    500 ADS past TSK's attribute list limits; the traces scenario (hives,
+    prefetch)."""
     made = []
     for build in (
         images.build_ntfs,
         images.build_many_ntfs,
         build_ntfs_sparse_stream,
+        build_ntfs_compressed,
         images.build_ntfs_many_streams,
     ):
         path = built / f"handover-{build.__name__}.img"
@@ -52,6 +58,24 @@ def build_ntfs_sparse_stream(path: Path) -> None:
             hidden.seek(images.SPARSE_ADS_AT)
             hidden.write(images.SPARSE_HEAD)
             hidden.truncate(images.SPARSE_ADS_SIZE)
+
+
+# FILE_ATTRIBUTE_COMPRESSED: ntfs-3g compresses what is written in a folder
+# that has it (LZNT1, 4 KiB clusters).
+COMPRESSED_FOLDER = 0x800
+COMPRESSED = b"Windows Credentials Editor " * 20000
+
+
+def build_ntfs_compressed(path: Path) -> None:
+    """build_ntfs's image and /packed/wce.txt, an NTFS-compressed file."""
+    images.build_ntfs(path)
+    with images.ntfs_mount(path) as mount_point:
+        packed = mount_point / "packed"
+        packed.mkdir()
+        os.setxattr(
+            packed, "system.ntfs_attrib_be", COMPRESSED_FOLDER.to_bytes(4, "big")
+        )
+        (packed / "wce.txt").write_bytes(COMPRESSED)
 
 
 def digest(item: Any) -> str:
@@ -131,3 +155,33 @@ def test_workers_find_what_one_process_finds(handover_images: list[Path]) -> Non
             # Shares report in their own order; the walk's warnings come first.
             for name in ("unreadable", "skipped", "not_checked", "warnings"):
                 assert listed(getattr(many, name)) == listed(getattr(one, name)), what
+
+
+def test_libfsntfs_reads_what_tsk_reads(
+    handover_images: list[Path], images_dir: Path
+) -> None:
+    """Every stream toolmarks reads through libfsntfs, against dfvfs' TSK back
+    end reading the item's own TSK path spec."""
+    sources = [(image, "none") for image in handover_images]
+    sources += [(images_dir / "vsstest.qcow2", "all")]
+    sources += [(images_dir / "windows_volume.qcow2", "none")]
+    compared, compressed = 0, False
+    for image, vss in sources:
+        with Evidence(image, vss=vss, warn=lambda *_: None) as evidence:
+            for volume in evidence.volumes():
+                for item in evidence.walk(volume):
+                    if not item.reopen or item.reopen[0] != "tsk" or not item.size:
+                        continue
+                    if item.path == "/$BadClus":
+                        # Initialized size 0: TSK reads nothing, the volume's
+                        # size of zeros for toolmarks (TSKStream) and libfsntfs.
+                        continue
+                    with item.open() as stream:
+                        assert isinstance(stream, fsntfs.FsntfsStream), item
+                        ours = stream.read()
+                    tsk = resolver.Resolver.OpenFileObject(item.path_spec)
+                    assert tsk.read(item.size) == ours, (image.name, item.display_path)
+                    compared += 1
+                    compressed |= ours == COMPRESSED
+    # Deleted files, ADS, hives, VSS stores and the compressed file were in.
+    assert compared > 2000 and compressed

@@ -1,11 +1,12 @@
-"""libfsntfs as the second reader of NTFS entries The Sleuth Kit gives up on.
+"""libfsntfs: the reader of NTFS content, and of the entries TSK gives up on.
 
+The Sleuth Kit walks (deleted names, orphans); libfsntfs, which dfvfs and
+plaso read NTFS with, reads the streams the walk lists (TSKFileSystem.content).
+It also lists the streams of the entries where TSK shows signs of giving up:
 TSK drops a $DATA attribute whose data runs it refuses (a run longer than the
 volume, which every large sparse file has, or a corrupt one) and reports the
 file as empty; its attribute list parser reads at most 256 extension MFT
-entries and 256 distinct attributes of one file. The walk asks libfsntfs
-(which dfvfs uses too) only for the entries where TSK shows these signs, so
-the volume is opened here on first need, not for every file.
+entries and 256 distinct attributes of one file.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ class FsntfsStream(ReadOnlyStream):
     libfsntfs produces them per read, so a sparse file is never held whole.
     """
 
-    def __init__(self, source: Any, size: int, name: str, why: str) -> None:
+    def __init__(self, source: Any, size: int, name: str, why: str = "") -> None:
         super().__init__(size, name)
         self._source = source
-        # Why this stream is read through libfsntfs, repeated in read errors.
-        self._why = why
+        # What read errors begin with: the stream, and why libfsntfs reads it
+        # when TSK could not.
+        self._where = f"{name}: {why}; " if why else f"{name}: "
 
     def _read_at(self, offset: int, size: int) -> bytes:
         chunks = []
@@ -50,14 +52,14 @@ class FsntfsStream(ReadOnlyStream):
                 data = self._source.read_buffer_at_offset(wanted, offset)
             except ERRORS as error:
                 raise OSError(
-                    f"{self.name}: {self._why}; libfsntfs read error at offset "
-                    f"{offset}: {short(error)}"
+                    f"{self._where}libfsntfs read error at offset {offset}: "
+                    f"{short(error)}"
                 ) from error
             if not data:
                 # A silent end before the stream's size would drop its tail.
                 raise OSError(
-                    f"{self.name}: {self._why}; libfsntfs returned no data at "
-                    f"offset {offset} of {self._size} bytes"
+                    f"{self._where}libfsntfs returned no data at offset "
+                    f"{offset} of {self._size} bytes"
                 )
             chunks.append(data)
             offset += len(data)

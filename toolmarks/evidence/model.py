@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
 from collections.abc import Callable, Mapping
@@ -159,6 +160,8 @@ class FileItem:
     allocated: bool
     is_file: bool
     times: Mapping[str, Any]
+    # The dfvfs path spec, or a functools.partial that makes it when first read:
+    # dfvfs takes about 15 µs to make one, and only a few items ever need it.
     path_spec: Any
     is_dir: bool = False
     reallocated: bool = False
@@ -209,4 +212,20 @@ class FileItem:
         # The opener holds pytsk3 handles, which cannot be pickled.
         state = dict(self.__dict__)
         state["_opener"] = None
+        state["_path_spec"] = self.path_spec
         return state
+
+
+def _get_path_spec(item: FileItem) -> Any:
+    value = item.__dict__["_path_spec"]
+    if isinstance(value, functools.partial):
+        value = item.__dict__["_path_spec"] = value()
+    return value
+
+
+def _set_path_spec(item: FileItem, value: Any) -> None:
+    item.__dict__["_path_spec"] = value
+
+
+# Set after the dataclass is made, so that its __init__ and repr use it.
+FileItem.path_spec = property(_get_path_spec, _set_path_spec)  # type: ignore[assignment]
