@@ -21,7 +21,7 @@ import pytest
 from dfvfs.resolver import resolver
 
 from toolmarks.engine import wire
-from toolmarks.engine.scan import ScanOptions, scan_image
+from toolmarks.engine.scan import ScanOptions, count_totals, not_read, scan_image
 from toolmarks.evidence import Evidence, fsntfs
 from toolmarks.indicators import loader
 from toolmarks.output.timeline import sort_key
@@ -185,3 +185,20 @@ def test_libfsntfs_reads_what_tsk_reads(
                     compressed |= ours == COMPRESSED
     # Deleted files, ADS, hives, VSS stores and the compressed file were in.
     assert compared > 2000 and compressed
+
+
+def test_progress_totals_of_ntfs_come_from_the_mft(handover_images: list[Path]) -> None:
+    """The progress bar's totals read the $MFT records in order instead of
+    walking the volume: the bytes are those the scan reads, the entries within
+    a few (records of NTFS' own the walk does not list, and the reverse)."""
+    options = ScanOptions()
+    for image in handover_images:
+        entries, size = count_totals(str(image), options)
+        walked = read = 0
+        with Evidence(image, warn=lambda *_: None) as evidence:
+            for volume in evidence.volumes():
+                for item in evidence.walk(volume):
+                    walked += 1
+                    read += 0 if not_read(item, options) else item.size
+        assert size == read, image.name
+        assert abs(entries - walked) <= 8, (image.name, entries, walked)

@@ -1,8 +1,9 @@
 """The scan engine: walks an image once, reads every stream once, runs the parsers.
 
-Work is cut into units (one volume, one contiguous share of each batch of its
-entries in disk order) so a local process pool can run them side by side; each
-unit opens the image itself, read-only.
+Work is cut into shares (one contiguous share of each batch of a volume's
+entries in disk order). In the local process pool the main process walks each
+volume once and hands the shares to the workers, which open the image
+themselves, read-only; units of work elsewhere (Celery) walk the volume each.
 """
 
 from __future__ import annotations
@@ -450,10 +451,10 @@ def scan_unallocated(
 class Unit:
     """Share `index` of `stride` of one volume of one image.
 
-    Every unit walks the volume's metadata (cheap) and cuts each batch of
-    entries, sorted by where their data lies, into `stride` contiguous shares of
-    about equal bytes: each unit reads its own region of the disk in order, so
-    no two decode the same E01 chunks and the reads run forward.
+    Each batch of entries, sorted by where their data lies, is cut into
+    `stride` contiguous shares of about equal bytes: each unit reads its own
+    region of the disk in order, so no two decode the same E01 chunks and the
+    reads run forward. A unit run on its own walks the volume's metadata itself.
     """
 
     image: str
@@ -689,7 +690,8 @@ def _scan_free(label: str, unit: Unit) -> UnitResult:
 
 
 def count_totals(image: str, options: ScanOptions) -> tuple[int, int]:
-    """(entries, bytes of file content) of the selected volumes, from metadata.
+    """(entries, bytes of file content) of the selected volumes, from metadata
+    (estimated on NTFS: Evidence.stream_sizes).
 
     Run beside the scan for the progress bar's ETA; its own read-only Evidence,
     in a process of its own: as a thread it shared the interpreter lock with a
@@ -723,13 +725,22 @@ def _send_totals(image: str, options: ScanOptions, sender: Any) -> None:
 
 def _count_totals(image: str, options: ScanOptions) -> tuple[int, int]:
     entries = size = 0
+    cap = options.max_file_size
     with Evidence(
         image, partitions=options.partitions, vss=options.vss, warn=lambda *_: None
     ) as evidence:
         for volume in evidence.volumes():
-            for item in evidence.walk(volume):
+            # NTFS: estimated from $MFT in order (0.45 s for the 100,000-file
+            # image, where a walk took 3 s of CPU from the scan beside it).
+            sizes = evidence.stream_sizes(volume, options.scan_metadata)
+            if sizes is None:
+                sizes = (
+                    0 if not_read(item, options) else item.size
+                    for item in evidence.walk(volume)
+                )
+            for stream_size in sizes:
                 entries += 1
-                size += 0 if not_read(item, options) else item.size
+                size += stream_size if cap is None or stream_size <= cap else 0
             free = evidence.free_space(volume) if options.unallocated else None
             size += sum(length for _, length in free[1]) if free else 0
     return entries, size

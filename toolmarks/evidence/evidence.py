@@ -163,6 +163,15 @@ class Evidence:
             return tsk.TSKWalker(handle, volume, self._warn).walk()
         return generic.DfvfsWalker(handle, volume, self._warn).walk()
 
+    def stream_sizes(self, volume: Volume, metadata: bool) -> Iterator[int] | None:
+        """An estimate of what walk() lists of an NTFS volume, from its $MFT
+        records in order: one size per stream (see FsntfsVolume.stream_sizes);
+        None for other file systems."""
+        handle = self._handle(volume)
+        if not isinstance(handle, tsk.TSKFileSystem) or handle.fallback is None:
+            return None
+        return handle.fallback.stream_sizes(metadata)
+
     def hands_over(self, volume: Volume) -> bool:
         """Whether the items of the volume's walk can be made again in another
         process (hand_over, taken_over): TSK file systems, opened by inode."""

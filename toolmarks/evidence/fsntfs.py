@@ -11,7 +11,7 @@ entries and 256 distinct attributes of one file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyfsntfs
@@ -20,6 +20,10 @@ from toolmarks.evidence.model import ReadOnlyStream
 
 # libfsntfs extent flag: no clusters behind the extent (sparse).
 _EXTENT_SPARSE = 0x00000001
+# NTFS' own files: MFT entries 0-23, and those in $Extend (entry 11).
+_FIRST_USER_ENTRY = 24
+_EXTEND = 11
+_MFT_INDEX = 0xFFFFFFFFFFFF  # of a file reference (the rest is a sequence)
 # What the libyal bindings raise on bad input.
 ERRORS = (OSError, RuntimeError, ValueError, TypeError, MemoryError)
 
@@ -144,6 +148,42 @@ class FsntfsVolume:
         self._file_object = file_object
         self._volume = volume
         return volume
+
+    def stream_sizes(self, metadata: bool) -> Iterator[int]:
+        """The size of every stream of the volume's MFT records, in record
+        order, 0 for a directory: what a walk would list, estimated without one
+        (deleted names left in directories are not counted). metadata: count
+        the content of NTFS' own files ($MFT, $Extend/...) too.
+
+        Raises:
+          OSError: the volume cannot be read.
+        """
+        volume = self._open()
+        system = set(range(_FIRST_USER_ENTRY))
+        try:
+            extend = volume.get_file_entry(_EXTEND)
+            for number in range(extend.number_of_sub_file_entries):
+                child = extend.get_sub_file_entry(number)
+                system.add(child.file_reference & _MFT_INDEX)
+        except ERRORS:
+            pass  # its files are then counted as content
+        for index in range(volume.number_of_file_entries):
+            try:
+                entry = volume.get_file_entry(index)
+                if (
+                    entry.is_empty()
+                    or not entry.number_of_attributes
+                    or entry.base_record_file_reference
+                ):
+                    continue  # never used, or an extension of another record
+                own = metadata or index not in system
+                has_data = entry.has_default_data_stream()
+                yield int(entry.size) if own and has_data else 0
+                for number in range(entry.number_of_alternate_data_streams):
+                    stream = entry.get_alternate_data_stream(number)
+                    yield int(stream.size) if own else 0
+            except ERRORS:
+                continue
 
     @staticmethod
     def streams(entry: Any) -> dict[str, Any]:
