@@ -464,6 +464,7 @@ class Unit:
 
 
 BATCH = 4096
+FIRST_BATCH = 256
 # Net allocations between two young-generation collections during a scan
 # (Python's default is 700); see _fewer_collections.
 GC_THRESHOLD = 50_000
@@ -658,6 +659,10 @@ def _worker_scanner() -> tuple[Evidence, Scanner]:
         _worker["evidence"] = evidence
         _worker["scanner"] = Scanner(compiled, options, evidence.reused_ranges)
     return _worker["evidence"], _worker["scanner"]
+
+
+def _open_worker() -> None:
+    _worker_scanner()
 
 
 def _scan_share(
@@ -862,6 +867,9 @@ def _scan_in_pool(
             return future
 
         to_start = [started] if started else []
+        # The workers open the image and compile the set while the walk runs.
+        for _ in range(workers):
+            submit(_open_worker)
         for volume in evidence.volumes():
             units = [Unit(image, volume.label, i, workers) for i in range(workers)]
             shares: list[list[Future[Any]]] = [[] for _ in units]
@@ -907,12 +915,15 @@ IN_FLIGHT = 3
 
 
 def _batches(items: Iterator[FileItem]) -> Iterator[list[FileItem]]:
+    """BATCH items at a time, the first FIRST_BATCH: workers waiting for a
+    walk start on it sooner."""
     batch: list[FileItem] = []
+    size = FIRST_BATCH
     for item in items:
         batch.append(item)
-        if len(batch) == BATCH:
+        if len(batch) == size:
             yield batch
-            batch = []
+            batch, size = [], BATCH
     if batch:
         yield batch
 
