@@ -132,6 +132,25 @@ class FsntfsVolume:
         except ERRORS as error:
             raise OSError(f"libfsntfs cannot read MFT entry {inode}: {short(error)}")
 
+    def source(self, inode: int, stream: str) -> Any:
+        """The default data stream ("") or the named stream of MFT entry inode.
+
+        Raises:
+          OSError: the volume, the entry or the stream cannot be read.
+        """
+        entry = self.entry(inode)
+        if not stream:
+            return entry
+        try:
+            found = entry.get_alternate_data_stream_by_name(stream)
+        except ERRORS as error:
+            raise OSError(
+                f"libfsntfs cannot read stream {stream}: {short(error)}"
+            ) from None
+        if found is None:
+            raise OSError(f"libfsntfs finds no stream {stream} in MFT entry {inode}")
+        return found
+
     def _open(self) -> Any:
         if self._volume is not None:
             return self._volume

@@ -489,10 +489,8 @@ class TSKFileSystem:
         """
         if self.fallback is not None:
             try:
-                source = self.fallback.entry(inode)
-                if stream:
-                    source = source.get_alternate_data_stream_by_name(stream)
-                if source is not None and int(source.size) == size:
+                source = self.fallback.source(inode, stream)
+                if int(source.size) == size:
                     return fsntfs.FsntfsStream(source, size, name)
             except (OSError, *fsntfs.ERRORS):
                 pass
@@ -1271,14 +1269,10 @@ def taken_over(fs: TSKFileSystem, volume: Volume, key: tuple[Any, ...]) -> FileI
 def _open_fsntfs(
     fs: TSKFileSystem, inode: int, stream: str, size: int, name: str, why: str
 ) -> fsntfs.FsntfsStream:
-    if fs.fallback is None:
-        raise OSError(f"{name}: {why}; libfsntfs is not used for this volume")
-    source = fs.fallback.entry(inode)
-    if stream:
-        try:
-            source = source.get_alternate_data_stream_by_name(stream)
-        except fsntfs.ERRORS as error:
-            raise OSError(f"{name}: {why}; {fsntfs.short(error)}") from None
-        if source is None:
-            raise OSError(f"{name}: {why}; libfsntfs no longer finds the stream")
+    try:
+        if fs.fallback is None:
+            raise OSError("libfsntfs is not used for this volume")
+        source = fs.fallback.source(inode, stream)
+    except OSError as error:
+        raise OSError(f"{name}: {why}; {error}") from None
     return fsntfs.FsntfsStream(source, size, name, why)
