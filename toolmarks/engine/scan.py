@@ -481,11 +481,7 @@ def share(
 ) -> Iterator[FileItem]:
     """The items of one unit's share, batch by batch, in disk order."""
     for batch in _batches(items):
-        yield from _cut(batch, unit, options)
-
-
-def _cut(batch: list[FileItem], unit: Unit, options: ScanOptions) -> list[FileItem]:
-    return _shares(batch, unit.stride, options)[unit.index]
+        yield from _shares(batch, unit.stride, options)[unit.index]
 
 
 def _shares(
