@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Rebuilds pyewf (libewf-python) from its PyPI source with zlib. The PyPI build
-# configures libewf with --disable-shared-libs, which also turns zlib off, so E01
-# chunks are inflated by libewf's own decoder: about half the speed of zlib (see
-# bench/README.md). Same version, same libewf, only the inflate differs.
-# Needs a C compiler and zlib's headers (gcc, make, zlib1g-dev).
+# Rebuilds pyewf (libewf-python) from its PyPI source with zlib and with the
+# checksum errors exposed. Same version, same libewf; two changes:
+# - The PyPI build configures libewf with --disable-shared-libs, which also turns
+#   zlib off, so E01 chunks are inflated by libewf's own decoder: about half the
+#   speed of zlib (see bench/README.md).
+# - libewf notes each chunk whose checksum fails as it reads it, but pyewf does
+#   not say which: pyewf_checksum_errors.patch adds get_number_of_checksum_errors()
+#   and get_checksum_error(index) to pyewf's handle, the calls of libewf's C API,
+#   so a scan verifies the chunks it decodes instead of decoding them twice.
+# Needs a C compiler, patch and zlib's headers (gcc, make, patch, zlib1g-dev).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3}
 pip=("$PYTHON" -m pip --disable-pip-version-check)
+
+patch_file=$(cd "$(dirname "$0")" && pwd)/pyewf_checksum_errors.patch
 
 uses_zlib() {
     local module libraries
@@ -17,8 +24,12 @@ uses_zlib() {
     [[ "$libraries" == *libz.so* ]]
 }
 
-if uses_zlib; then
-    echo "pyewf already inflates with zlib"
+has_checksum_errors() {
+    "$PYTHON" -c 'import pyewf; pyewf.handle.get_checksum_error' 2>/dev/null
+}
+
+if uses_zlib && has_checksum_errors; then
+    echo "pyewf already inflates with zlib and tells its checksum errors"
     exit 0
 fi
 
@@ -41,11 +52,16 @@ grep -q 'if test "x$ac_cv_with_zlib" = xno' "$source_dir/configure" || {
     exit 1
 }
 
+patch --quiet -p1 -d "$source_dir" < "$patch_file" || {
+    echo "build_pyewf: libewf-python $version's pyewf_handle.c changed; patch failed" >&2
+    exit 1
+}
+
 LDFLAGS="-Wl,--no-as-needed -lz" "${pip[@]}" wheel --quiet --no-deps \
     "$source_dir" -w "$work/wheel"
 "${pip[@]}" install --quiet --root-user-action=ignore --no-deps --force-reinstall "$work"/wheel/*.whl
-uses_zlib || {
-    echo "build_pyewf: the rebuilt pyewf does not link zlib" >&2
+uses_zlib && has_checksum_errors || {
+    echo "build_pyewf: the rebuilt pyewf does not link zlib or tell checksum errors" >&2
     exit 1
 }
-echo "pyewf $version rebuilt with zlib"
+echo "pyewf $version rebuilt with zlib and checksum errors"
