@@ -829,11 +829,14 @@ def run_all(
     md5_set = md5_strings_set(workdir)
     # Variants: (image, kind, workers (0: default), flavor). "md5" scans with the
     # shipped set minus its SHA-1/SHA-256 hashes, the plaso baseline's work.
-    # `toolmarks scan` checks an E01 with ewfverify beside the scan (unless
-    # --no-verify), so its E01 rows include that check; "no-verify" shows the
+    # `toolmarks scan` checks every chunk of an E01 (unless --no-verify), so
+    # its E01 rows include that check; "verify-md5" adds ewfverify beside the
+    # scan (the stored MD5: every chunk decoded twice); "no-verify" shows the
     # scan alone.
     variants = [(raw, "raw", 0, ""), (raw, "raw", 1, ""), (raw, "raw", 1, "md5")]
     variants += [(e01, "E01", 0, ""), (e01, "E01", 1, ""), (e01, "E01", 1, "md5")]
+    if use_cli and "--verify-md5" in scan_help():
+        variants.append((e01, "E01", 0, "verify-md5"))
     if use_cli and "--no-verify" in scan_help():
         variants.append((e01, "E01", 1, "no-verify"))
     for image, kind, workers, flavor in variants:
@@ -845,7 +848,7 @@ def run_all(
             command = [sys.executable, "-m", "toolmarks", "scan", str(image)]
             command += ["-o", str(outdir)]
             command += ["--workers", str(workers)] if workers else []
-            command += ["--no-verify"] if flavor == "no-verify" else []
+            command += [f"--{flavor}"] if flavor in ("no-verify", "verify-md5") else []
             if indicators:
                 command += ["--no-shipped", "--indicators", *indicators]
             label = f"toolmarks scan {kind} {shown}"
@@ -853,7 +856,11 @@ def run_all(
             command = [sys.executable, "-c", ENGINE_SNIPPET, str(image)]
             command += [str(outdir), str(workers), *indicators]
             label = f"toolmarks engine {kind} {shown}"
-        label += {"md5": ", MD5 + strings", "no-verify": " --no-verify"}.get(flavor, "")
+        label += {
+            "md5": ", MD5 + strings",
+            "no-verify": " --no-verify",
+            "verify-md5": " --verify-md5",
+        }.get(flavor, "")
         row = measure(
             label,
             command,
@@ -1172,7 +1179,7 @@ def run_linearity(
         "scan.json seconds per GiB; rest = wall - in scan: start-up and "
         "outputs (both of the best run); RSS = peak RSS of the largest process, "
         "PSS = peak tree PSS (the memory gate takes the larger); E01 rows "
-        "include the ewfverify check the CLI runs beside the scan)\n"
+        "include the CLI's check of every chunk)\n"
     )
     busy = [
         row.label for row in rows.values() if row.other_cpu[row.best] > 0.25 * row.wall
@@ -1291,6 +1298,7 @@ def print_report(
         (0, "", True, f"default ({cores} workers)"),
         (1, "md5", True, "1 worker, MD5 + strings"),
         (1, "", False, "1 worker"),
+        (0, "verify-md5", False, f"default ({cores} workers), --verify-md5"),
         (1, "no-verify", False, "1 worker, --no-verify"),
     ]:
         for kind, baseline, goal in [

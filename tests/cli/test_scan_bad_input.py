@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -63,7 +64,24 @@ def test_not_a_disk_image(tmp_path: Path) -> None:
 
 
 def test_good_e01_verifies(tmp_path: Path, demo_image) -> None:
+    """Every chunk's checksum by default, each chunk decoded once."""
     result = scan(demo_image["e01"], tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    facts = summary(tmp_path / "out")
+    verification = facts["image"]["verification"]
+    assert verification["ok"] is True and verification["bad_sectors"] == []
+    assert verification["method"] == "every chunk's checksum, as the scan decoded it"
+    # 32 KiB chunks (ewfacquire's default) over the whole media.
+    media_size = facts["image"]["media_size"]
+    assert verification["chunks"] == -(-media_size // (32 * 1024))
+    # The scan decoded most of them; the check decoded the rest.
+    assert 0 < verification["chunks_after_scan"] < verification["chunks"]
+    assert verification["stored_md5"] == demo_image["manifest"]["volume"]["md5"]
+    assert verification["computed_md5"] is None
+
+
+def test_good_e01_verifies_its_md5(tmp_path: Path, demo_image) -> None:
+    result = scan(demo_image["e01"], tmp_path / "out", "--verify-md5")
     assert result.returncode == 0, result.stderr
     verification = summary(tmp_path / "out")["image"]["verification"]
     assert verification["ok"] is True
@@ -98,19 +116,33 @@ def test_e01_with_a_corrupted_chunk(tmp_path: Path, workstation_images) -> None:
     with image.open("r+b") as handle:  # garbage over compressed data mid-file
         handle.seek(image.stat().st_size // 2)
         handle.write(os.urandom(64 * 1024))
-    out = tmp_path / "out"
-    result = scan(image, out)
-    assert result.returncode == 0, result.stderr
-    facts = summary(out)
-    verification = facts["image"]["verification"]
-    assert verification["ok"] is False and verification["bad_sectors"]
-    assert verification["stored_md5"] != verification["computed_md5"]
-    first, last = verification["bad_sectors"][0]
-    message = f"checksum errors in sectors {first}-{last}"
-    assert any(message in w["message"] for w in facts["warnings"])
-    assert message in result.stderr
-    # Files outside the damaged chunks are still found.
-    assert matched_paths(out) & planted(workstation_images["manifest"])
+    # The oracle: ewfverify's own list of the sectors that failed.
+    done = subprocess.run(
+        ["ewfverify", "-q", str(image)], capture_output=True, text=True, check=False
+    )
+    expected = [
+        [int(first), int(last)]
+        for first, last in re.findall(r"at sector\(s\): (\d+) - (\d+)", done.stdout)
+    ]
+    assert done.returncode != 0 and expected
+    # The scan's own check, in one process and in a pool of workers (each
+    # noting the chunks it decoded), and ewfverify's.
+    for number, extra in enumerate(((), ("--workers", "2"), ("--verify-md5",))):
+        out = tmp_path / f"out{number}"
+        result = scan(image, out, *extra)
+        assert result.returncode == 0, result.stderr
+        facts = summary(out)
+        verification = facts["image"]["verification"]
+        assert verification["ok"] is False
+        assert verification["bad_sectors"] == expected
+        if "--verify-md5" in extra:
+            assert verification["stored_md5"] != verification["computed_md5"]
+        first, last = verification["bad_sectors"][0]
+        message = f"checksum errors in sectors {first}-{last}"
+        assert any(message in w["message"] for w in facts["warnings"])
+        assert message in result.stderr
+        # Files outside the damaged chunks are still found.
+        assert matched_paths(out) & planted(workstation_images["manifest"])
 
 
 def _icat(image: Path, inode: int) -> bytes | None:

@@ -50,7 +50,12 @@ def test_name_queue_and_metadata(task) -> None:
     assert openrelik.QUEUE == "openrelik-worker-toolmarks"
     assert task.app.conf.task_default_queue == openrelik.QUEUE
     options = task.metadata["task_config"]
-    assert {o["name"] for o in options} == {"unallocated", "vss", "no_verify"}
+    assert {o["name"] for o in options} == {
+        "unallocated",
+        "vss",
+        "no_verify",
+        "verify_md5",
+    }
     for option in options:
         assert {"name", "label", "description", "type", "required"} <= set(option)
 

@@ -68,6 +68,10 @@ def test_every_trace_survives_the_round_trip(image: str, shipped: Any) -> None:
             assert [type(v) for _, v in a.detail] == [type(v) for _, v in b.detail]
     for name in ("warnings", "unreadable", "skipped", "not_checked", "counts"):
         assert getattr(back, name) == getattr(result, name), name
+    # An E01's decoded chunks and checksum failures, which the client checks.
+    assert bool(result.chunks_read) == image.endswith(".E01")
+    assert back.chunks_read == result.chunks_read
+    assert back.bad_sectors == result.bad_sectors
     assert back.parser_seconds == result.parser_seconds
     # Tuples, Decimals, bytes and odd keys keep their types.
     odd = UnitResult()
@@ -138,5 +142,5 @@ def test_outputs_of_the_round_tripped_units_are_identical(
     checked = split.image_info.pop("verification", {})
     reference = direct.image_info.pop("verification", {})
     assert split.image_info == direct.image_info
-    for name in ("ok", "computed_md5", "bad_sectors"):
+    for name in ("ok", "computed_md5", "bad_sectors", "method", "chunks"):
         assert checked.get(name) == reference.get(name), name

@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             unallocated=args.unallocated,
         ),
         verify=not args.no_verify,
+        verify_md5=args.verify_md5,
     )
     total = len(dict.fromkeys(images))
     seen = 0
@@ -263,6 +264,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-leads", action="store_true", help="as for scan")
     parser.add_argument("--scan-metadata", action="store_true", help="as for scan")
     parser.add_argument("--unallocated", action="store_true", help="as for scan")
-    parser.add_argument("--no-verify", action="store_true", help="as for scan")
+    verification = parser.add_mutually_exclusive_group()
+    verification.add_argument("--no-verify", action="store_true", help="as for scan")
+    verification.add_argument("--verify-md5", action="store_true", help="as for scan")
     add_indicator_options(parser)
     parser.set_defaults(run=run)

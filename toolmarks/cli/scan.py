@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
             indicator_set,
             options,
             verify=not args.no_verify,
+            verify_md5=args.verify_md5,
             command_line=shlex.join(["toolmarks", *sys.argv[1:]]),
             warn=warn,
             progress=progress,
@@ -279,11 +280,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "volumes (data of deleted files whose entries are gone); hits are "
         "toolmarks:unallocated:match events",
     )
-    parser.add_argument(
+    verification = parser.add_mutually_exclusive_group()
+    verification.add_argument(
         "--no-verify",
         action="store_true",
-        help="do not check an E01's chunk checksums and stored MD5 (ewfverify, "
-        "run beside the scan)",
+        help="do not check the checksums of an E01's chunks (checked by default "
+        "as the scan decodes them, each chunk once)",
+    )
+    verification.add_argument(
+        "--verify-md5",
+        action="store_true",
+        help="also compare an E01's stored MD5 with one computed over its media "
+        "(ewfverify, run beside the scan: every chunk decoded a second time)",
     )
     parser.add_argument(
         "--json-log",

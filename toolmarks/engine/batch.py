@@ -44,13 +44,14 @@ class BatchOptions:
 
     scan: ScanOptions = dataclasses.field(default_factory=ScanOptions)
     verify: bool = True
+    verify_md5: bool = False
 
     def compared(self) -> dict[str, Any]:
         """The options whose change makes an image's outputs out of date."""
         scan = dataclasses.asdict(self.scan)
         for name in _NOT_COMPARED:
             scan.pop(name, None)
-        return {"scan": scan, "verify": self.verify}
+        return {"scan": scan, "verify": self.verify, "verify_md5": self.verify_md5}
 
 
 def folder_names(images: Sequence[str]) -> dict[str, str]:
@@ -174,6 +175,7 @@ def scan_one(
             indicator_set,
             options.scan,
             verify=options.verify,
+            verify_md5=options.verify_md5,
             command_line=command_line,
             run_units=run_units,
         )

@@ -59,6 +59,7 @@ PAYLOAD_FIELDS = frozenset(
         "indicator_set_version",
         "options",
         "verify",
+        "verify_md5",
         "rescan",
         "command_line",
     }
@@ -253,7 +254,7 @@ class Job:
         if folder.name.startswith("."):
             raise TaskRefused("folder: hidden names are the workers' own")
         paths = _indicator_paths(payload)
-        for name in ("shipped", "verify", "rescan"):
+        for name in ("shipped", "verify", "verify_md5", "rescan"):
             if type(payload[name]) is not bool:
                 raise TaskRefused(f"{name}: not true or false")
         for name in ("indicator_set_version", "command_line"):
@@ -266,7 +267,9 @@ class Job:
             shipped=payload["shipped"],
             indicator_set_version=payload["indicator_set_version"],
             options=BatchOptions(
-                scan=_scan_options(payload["options"]), verify=payload["verify"]
+                scan=_scan_options(payload["options"]),
+                verify=payload["verify"],
+                verify_md5=payload["verify_md5"],
             ),
             rescan=payload["rescan"],
             command_line=payload["command_line"],
@@ -534,6 +537,7 @@ def _payload(
         "indicator_set_version": indicator_set.version,
         "options": dataclasses.asdict(options.scan),
         "verify": options.verify,
+        "verify_md5": options.verify_md5,
         "rescan": rescan,
         "command_line": command_line,
     }

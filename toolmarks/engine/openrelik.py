@@ -63,7 +63,15 @@ TASK_METADATA = {
         {
             "name": "no_verify",
             "label": "Do not verify E01 images",
-            "description": "Skip the check of an E01's chunk checksums and MD5",
+            "description": "Skip the check of an E01's chunk checksums",
+            "type": "checkbox",
+            "required": False,
+        },
+        {
+            "name": "verify_md5",
+            "label": "Compare the stored MD5 of E01 images",
+            "description": "Also compute an E01's MD5 over its media (ewfverify: a "
+            "second decode of every chunk)",
             "type": "checkbox",
             "required": False,
         },
@@ -141,6 +149,7 @@ def scan_inputs(
                 indicator_set,
                 options,
                 verify=not config.get("no_verify"),
+                verify_md5=bool(config.get("verify_md5")),
                 command_line=f"toolmarks openrelik {name}",
             )
         except EvidenceError as error:

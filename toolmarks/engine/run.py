@@ -1,6 +1,7 @@
 """One scan of one image, from opening it to its outcome: the evidence opened
-read-only, every volume scanned, an E01 verified beside the scan and the traces
-on sectors that failed verification marked."""
+read-only, every volume scanned, an E01's chunks verified as the scan decodes
+them (and its stored MD5 by ewfverify beside the scan, when asked) and the
+traces on sectors that failed verification marked."""
 
 from __future__ import annotations
 
@@ -8,17 +9,15 @@ import dataclasses
 import datetime
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from toolmarks import __version__
 from toolmarks.engine.scan import RunUnits, ScanOptions, UnitResult, scan_image
 from toolmarks.evidence import Evidence
+from toolmarks.evidence.verify import EwfVerifier, Verification, check_chunks
 from toolmarks.indicators.model import IndicatorSet
 from toolmarks.outcome import Note, ScanOutcome
 from toolmarks.output.timeline import sort_key
-
-if TYPE_CHECKING:
-    from toolmarks.evidence.verify import Verification
 
 # Damaged streams named in the warning itself; scan.json lists them all.
 DAMAGED_NAMED = 10
@@ -32,6 +31,7 @@ def run_scan(
     options: ScanOptions,
     *,
     verify: bool = True,
+    verify_md5: bool = False,
     command_line: str = "",
     warn: Warn | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -40,8 +40,10 @@ def run_scan(
 ) -> ScanOutcome:
     """Scans the image; raises EvidenceError if it cannot be opened at all.
 
-    `warn` hears every warning as it happens (the outcome keeps them all);
-    `progress`, `started` and `run_units` are scan_image's.
+    `verify`: check every chunk's checksum of an E01; `verify_md5`: compare
+    its stored MD5 too (ewfverify, a second decode). `warn` hears every
+    warning as it happens (the outcome keeps them all); `progress`, `started`
+    and `run_units` are scan_image's.
     """
     began = time.monotonic()
     began_at = datetime.datetime.now(datetime.UTC)
@@ -55,10 +57,9 @@ def run_scan(
     evidence = Evidence(
         image, partitions=options.partitions, vss=options.vss, warn=note
     )
+    verify = verify and evidence.image_info.get("format") == "ewf"
     verifier = None
-    if evidence.image_info.get("format") == "ewf" and verify:
-        from toolmarks.evidence.verify import EwfVerifier
-
+    if verify and (verify_md5 or not evidence.checks_chunks):
         verifier = EwfVerifier(image)
     try:
         image_info = dict(evidence.image_info)
@@ -77,9 +78,20 @@ def run_scan(
         for item in result.unreadable:
             if warn:
                 warn(item["location"], item["problem"])
-        if verifier is not None:
+        if verify:
+            if verifier is not None:
+                verification = verifier.result()
+            else:
+                result.note_chunks(evidence)  # what this process decoded
+                verification = check_chunks(
+                    image_info.get("segments") or [image],
+                    result.chunks_read,
+                    result.bad_sectors,
+                    image_info.get("md5"),
+                    threads=max(1, options.workers),
+                )
             image_info["verification"] = check_verification(
-                verifier.result(), evidence, result, image_info, note
+                verification, evidence, result, image_info, note
             )
     finally:
         evidence.close()

@@ -77,6 +77,10 @@ class UnitResult:
     not_checked: list[dict[str, str]] = dataclasses.field(default_factory=list)
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     parser_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    # EWF images: the chunk runs its reads decoded and the (first, last) sectors
+    # of those that failed their checksum (evidence.verify.check_chunks).
+    chunks_read: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    bad_sectors: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
     def count(self, name: str, amount: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + amount
@@ -91,6 +95,15 @@ class UnitResult:
             self.count(name, value)
         for name, value in other.parser_seconds.items():
             self.parser_seconds[name] = self.parser_seconds.get(name, 0.0) + value
+        self.chunks_read += other.chunks_read
+        self.bad_sectors += other.bad_sectors
+
+    def note_chunks(self, evidence: Evidence) -> None:
+        """Adds the EWF chunks the evidence decoded since it was last asked."""
+        decoded = evidence.decoded_chunks()
+        if decoded is not None:
+            self.chunks_read += decoded[0]
+            self.bad_sectors += decoded[1]
 
 
 def windows_path(item: FileItem) -> str:
@@ -540,6 +553,7 @@ def run_unit(
             scan_unallocated(
                 evidence, volume, unit, scanner.compiled, options, result, progress
             )
+        result.note_chunks(evidence)
     finally:
         if own:
             evidence.close()
@@ -675,6 +689,7 @@ def _scan_share(
     with _fewer_collections():
         scanner.scan_items(items, result, report)
     flush()
+    result.note_chunks(evidence)
     return result, scanner.programs
 
 
@@ -687,6 +702,7 @@ def _scan_free(label: str, unit: Unit) -> UnitResult:
         evidence, volume, unit, scanner.compiled, _worker["options"], result, report
     )
     flush()
+    result.note_chunks(evidence)
     return result
 
 

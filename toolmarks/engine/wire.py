@@ -23,6 +23,8 @@ WIRE_SCHEMA = "toolmarks-unit-result/1"
 # dfdatetime's caches: rebuilt on use, not part of a value.
 _CACHES = frozenset(("_cached_date_time_values", "_normalized_timestamp"))
 _NOTE_LISTS = ("warnings", "unreadable", "skipped", "not_checked")
+# EWF chunk runs decoded and sectors that failed their checksum: (first, last).
+_RANGE_LISTS = ("chunks_read", "bad_sectors")
 # Where time classes may come from: dfdatetime, and dfvfs's own (TSKTime of
 # the file systems The Sleuth Kit reads).
 _TIME_MODULES = ("dfdatetime.", "dfvfs.lib.")
@@ -225,6 +227,7 @@ def encode_result(result: UnitResult) -> dict[str, Any]:
         **{name: encode_value(getattr(result, name)) for name in _NOTE_LISTS},
         "counts": encode_value(result.counts),
         "parser_seconds": encode_value(result.parser_seconds),
+        **{name: [list(r) for r in getattr(result, name)] for name in _RANGE_LISTS},
     }
 
 
@@ -256,9 +259,22 @@ def decode_result(value: Any) -> UnitResult:
     traces = value.get("traces")
     if not isinstance(traces, list):
         raise WireError("traces: not a list")
+    ranges = {}
+    for name in _RANGE_LISTS:
+        items = value.get(name, [])
+        if not isinstance(items, list) or not all(
+            isinstance(r, list)
+            and len(r) == 2
+            and all(type(n) is int and n >= 0 for n in r)
+            and r[0] <= r[1]
+            for r in items
+        ):
+            raise WireError(f"{name}: not a list of (first, last) numbers")
+        ranges[name] = [(first, last) for first, last in items]
     return UnitResult(
         traces=[decode_trace(item) for item in traces],
         counts=counts,
         parser_seconds=seconds,
         **notes,
+        **ranges,
     )

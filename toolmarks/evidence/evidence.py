@@ -28,7 +28,7 @@ from dfvfs.resolver import context as dfvfs_context
 from dfvfs.resolver import resolver
 from dfvfs.volume import factory as volume_system_factory
 
-from toolmarks.evidence import generic, tsk
+from toolmarks.evidence import generic, tsk, verify
 from toolmarks.evidence.model import (
     EvidenceError,
     FileItem,
@@ -138,6 +138,7 @@ class Evidence:
         self._file_systems: dict[str, Any] = {}
         self._media_size: int | None = None
         self._media_spec: Any = None
+        self._chunk_log: verify.ChunkLog | None = None
         self.image_info: dict[str, Any] = {}
         try:
             self._open()
@@ -282,6 +283,20 @@ class Evidence:
         except OSError:
             return None
 
+    @property
+    def checks_chunks(self) -> bool:
+        """Whether the EWF chunks this Evidence decodes are noted, with their
+        checksum errors (decoded_chunks)."""
+        return self._chunk_log is not None
+
+    def decoded_chunks(self) -> tuple[verify.Runs, verify.Runs] | None:
+        """(chunk runs decoded since the last call, sectors of the chunks whose
+        checksum failed so far) of an EWF image; None for other formats or
+        when pyewf cannot tell its checksum errors."""
+        if self._chunk_log is None:
+            return None
+        return self._chunk_log.take()
+
     def open_media(self) -> Any:
         """Read-only file-like object of the whole media (decoded EWF, QCOW...)."""
         return self._open_spec(self._media_spec, self._where(""))
@@ -364,6 +379,8 @@ class Evidence:
         self.image_info = {"path": path, "format": fmt}
         self._check_media(media_spec, fmt)
         self._add_format_details(os_spec, media_spec)
+        if fmt == "ewf" and verify.can_check_chunks():
+            self._chunk_log = self._log_chunks(media_spec)
 
         self._scan(media_spec, "", 0, self._media_size, top=True)
 
@@ -403,6 +420,25 @@ class Evidence:
                 location, problem = self.problems[0]
                 message += f" (first problem: {location}: {problem})"
             raise EvidenceError(message)
+
+    def _log_chunks(self, media_spec: Any) -> verify.ChunkLog | None:
+        """Puts a ChunkLog between dfvfs' EWF file object and its pyewf handle.
+
+        Every layer above (partitions, TSK, libfsntfs) reads through that one
+        object, cached in this Evidence's resolver context. Chunks read before
+        (by the format scan) are not noted, so the check decodes them again;
+        their checksum errors are noted by the same handle all the same.
+        """
+        file_object = resolver.Resolver.OpenFileObject(
+            media_spec, resolver_context=self._context
+        )
+        handle = getattr(file_object, "_file_object", None)
+        if not isinstance(handle, pyewf.handle):
+            return None
+        self._media_file = file_object  # kept open, and so cached, till close()
+        log = verify.ChunkLog(handle)
+        file_object._file_object = log
+        return log
 
     def _no_file_system_message(self, fmt: str) -> str:
         path = self.image_path

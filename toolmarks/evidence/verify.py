@@ -1,8 +1,15 @@
-"""Integrity check of EWF images with ewfverify, run beside the scan.
+"""Integrity check of EWF images: every chunk's checksum, and on request the
+stored MD5.
 
-pyewf reads a chunk whose checksum fails without raising (its data comes back
-as zeros or garbage) and does not expose the failed chunks, so the check is
-ewfverify's: it decodes every chunk and compares the stored MD5.
+libewf checks a chunk's checksum as it decodes it and reads on when it fails
+(the data comes back as zeros or garbage), noting the chunk. The scan's own
+reads go through a ChunkLog, which notes the chunks they decoded; check_chunks
+then decodes the chunks no read touched and gathers the failures noted by
+every process. So each chunk is decoded once, where ewfverify beside the scan
+decoded every chunk a second time and hashed the media (on 2 cores, E01 scans
+took 1.7 times as long as raw ones). The stored MD5 is compared by ewfverify
+(EwfVerifier) when asked for, or when pyewf cannot tell its checksum errors
+(a pyewf not built by scripts/build_pyewf.sh).
 """
 
 from __future__ import annotations
@@ -11,21 +18,33 @@ import dataclasses
 import re
 import shutil
 import subprocess
+import threading
 import time
+from collections.abc import Iterable
+from typing import Any
+
+import pyewf
 
 _ERROR_RANGE = re.compile(r"at sector\(s\): (\d+) - (\d+)")
 _STORED = re.compile(r"MD5 hash stored in file:\s+([0-9a-f]{32}|N/A)")
 _COMPUTED = re.compile(r"MD5 hash calculated over data:\s+([0-9a-f]{32})")
 
 
+EWFVERIFY = "ewfverify: every chunk's checksum and the stored MD5"
+CHUNKS = "every chunk's checksum, as the scan decoded it"
+
+
 @dataclasses.dataclass
 class Verification:
     ok: bool | None  # None: could not be checked
     stored_md5: str | None = None
-    computed_md5: str | None = None
+    computed_md5: str | None = None  # None unless the MD5 was computed
     bad_sectors: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     problem: str | None = None
     seconds: float = 0.0
+    method: str = EWFVERIFY
+    chunks: int | None = None  # chunks checked (CHUNKS)
+    chunks_after_scan: int | None = None  # of them, decoded for the check alone
 
     def as_dict(self, bytes_per_sector: int = 512) -> dict:
         out = dataclasses.asdict(self)
@@ -73,3 +92,162 @@ class EwfVerifier:
             lines = [line.strip() for line in output.splitlines() if line.strip()]
             result.problem = lines[-1] if lines else "ewfverify failed"
         return result
+
+
+Runs = list[tuple[int, int]]
+
+
+def merge(ranges: Iterable[tuple[int, int]]) -> Runs:
+    """Inclusive (first, last) ranges, sorted, with touching ones joined."""
+    merged: Runs = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            if last > merged[-1][1]:
+                merged[-1] = (merged[-1][0], last)
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def can_check_chunks() -> bool:
+    """Whether pyewf tells the checksum errors libewf noted."""
+    return hasattr(pyewf.handle, "get_checksum_error")
+
+
+def bad_sectors(handle: Any) -> Runs:
+    """(first, last) sectors of the chunks whose checksum failed so far."""
+    errors = []
+    for index in range(handle.get_number_of_checksum_errors()):
+        start, count = handle.get_checksum_error(index)
+        errors.append((start, start + count - 1))
+    return errors
+
+
+class ChunkLog:
+    """The pyewf handle dfvfs reads an EWF image through, noting which chunks
+    each read decoded (libewf decodes, and checks, whole chunks)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._chunk_size = handle.get_chunk_size()
+        self._runs: list[list[int]] = []
+
+    def read(self, size: int | None = None) -> bytes:
+        offset = self._handle.get_offset()
+        data = self._handle.read(size) if size is not None else self._handle.read()
+        if data:
+            first = offset // self._chunk_size
+            last = (offset + len(data) - 1) // self._chunk_size
+            runs = self._runs
+            # Reads go mostly forward: most join the last run.
+            if runs and runs[-1][0] <= first <= runs[-1][1] + 1:
+                runs[-1][1] = max(runs[-1][1], last)
+            else:
+                runs.append([first, last])
+                if len(runs) > 65_536:
+                    self._runs = [list(run) for run in merge(map(tuple, runs))]
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        # seek, get_offset, get_media_size, close...: the handle's own.
+        return getattr(self._handle, name)
+
+    def take(self) -> tuple[Runs, Runs]:
+        """(chunk runs decoded since the last take, bad sectors noted so far)."""
+        runs = merge((first, last) for first, last in self._runs)
+        self._runs = []
+        return runs, bad_sectors(self._handle)
+
+
+def check_chunks(
+    segments: list[str],
+    decoded: Iterable[tuple[int, int]],
+    noted: Iterable[tuple[int, int]],
+    stored_md5: str | None,
+    threads: int = 1,
+) -> Verification:
+    """The verification of every chunk: those the scan decoded (chunk runs),
+    with the failures the scan's processes noted (sector ranges), and the
+    others decoded now, by `threads` threads (pyewf lets go of the
+    interpreter lock while it decodes)."""
+    began = time.monotonic()
+    try:
+        handles = [_open(segments) for _ in range(max(1, threads))]
+    except (OSError, RuntimeError, TypeError) as error:
+        return Verification(ok=None, stored_md5=stored_md5, problem=str(error))
+    chunk_size = handles[0].get_chunk_size()
+    media_size = handles[0].get_media_size()
+    total = -(-media_size // chunk_size)
+    rest = _gaps(merge(decoded), total)
+    # In pieces, so that one long gap (free space) is shared by the threads.
+    pieces = [
+        (start, min(start + _PIECE - 1, last))
+        for first, last in rest
+        for start in range(first, last + 1, _PIECE)
+    ]
+    problems: list[str] = []
+    workers = [
+        threading.Thread(
+            target=_decode, args=(handle, pieces[i :: len(handles)], problems)
+        )
+        for i, handle in enumerate(handles)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    bad = merge([*noted, *(r for handle in handles for r in bad_sectors(handle))])
+    for handle in handles:
+        handle.close()
+    result = Verification(
+        ok=not bad and not problems,
+        stored_md5=stored_md5,
+        bad_sectors=bad,
+        method=CHUNKS,
+        chunks=total,
+        chunks_after_scan=sum(last - first + 1 for first, last in rest),
+        seconds=round(time.monotonic() - began, 3),
+    )
+    if problems:
+        result.problem = problems[0]
+    elif bad:
+        result.problem = "chunks failed their checksum"
+    return result
+
+
+def _open(segments: list[str]) -> Any:
+    handle = pyewf.handle()
+    handle.open(segments, "r")
+    return handle
+
+
+def _gaps(runs: Runs, total: int) -> Runs:
+    """The chunk runs of 0..total-1 that runs leave out."""
+    gaps, start = [], 0
+    for first, last in runs:
+        if first > start:
+            gaps.append((start, min(first, total) - 1))
+        start = max(start, last + 1)
+    if start < total:
+        gaps.append((start, total - 1))
+    return [(a, b) for a, b in gaps if a <= b]
+
+
+# Chunks decoded by one read when checking the chunks the scan did not read,
+# and handed to a thread at a time.
+_READ_CHUNKS = 64
+_PIECE = 1024
+
+
+def _decode(handle: Any, runs: Runs, problems: list[str]) -> None:
+    chunk_size = handle.get_chunk_size()
+    media_size = handle.get_media_size()
+    for first, last in runs:
+        for start in range(first, last + 1, _READ_CHUNKS):
+            offset = start * chunk_size
+            size = min(_READ_CHUNKS, last + 1 - start) * chunk_size
+            size = min(size, media_size - offset)
+            try:
+                handle.read_buffer_at_offset(size, offset)
+            except (OSError, RuntimeError) as error:
+                problems.append(f"chunks from {start}: cannot be read: {error}")

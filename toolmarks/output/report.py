@@ -560,10 +560,19 @@ def _verification(image: dict[str, Any]) -> str:
     check = image.get("verification")
     if not check:
         return ""
+    if check.get("computed_md5"):
+        md5 = f"computed {_code(check['computed_md5'])}"
+    else:
+        md5 = "not computed (<code>--verify-md5</code> computes it)"
     if check.get("ok"):
+        if check.get("computed_md5"):
+            return (
+                f"<p>EWF verification: OK (computed MD5 {_code(check['computed_md5'])} "
+                "equals the one stored at acquisition).</p>"
+            )
         return (
-            f"<p>EWF verification: OK (computed MD5 {_code(check.get('computed_md5'))} "
-            "equals the one stored at acquisition).</p>"
+            f"<p>EWF verification: OK (all {_text(check.get('chunks'))} chunks "
+            f"passed their checksum as the scan decoded them; the MD5 was {md5}).</p>"
         )
     if check.get("ok") is None:
         problem = _text(check.get("problem"))
@@ -571,8 +580,7 @@ def _verification(image: dict[str, Any]) -> str:
     out = [
         '<div class="alert"><p><b>EWF verification FAILED</b>: '
         + f"{_text(check.get('problem'))}; "
-        + f"stored MD5 {_code(check.get('stored_md5'))}, "
-        + f"computed {_code(check.get('computed_md5'))}.</p>"
+        + f"stored MD5 {_code(check.get('stored_md5'))}, {md5}.</p>"
     ]
     if check.get("bad_sectors"):
         ranges = ", ".join(f"{a}-{b}" for a, b in check["bad_sectors"])
