@@ -144,3 +144,30 @@ def test_outputs_of_the_round_tripped_units_are_identical(
     assert split.image_info == direct.image_info
     for name in ("ok", "computed_md5", "bad_sectors", "method", "chunks"):
         assert checked.get(name) == reference.get(name), name
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [
+        [[5, 2]],
+        [[-1, 3]],
+        [[1, 2, 3]],
+        [["1", 2]],
+        [[1.0, 2]],
+        [[True, 2]],
+        "1-2",
+        None,
+    ],
+)
+def test_a_result_with_bad_chunk_ranges_is_refused(ranges: Any) -> None:
+    """A worker's chunk runs and bad sectors decide what the client checks
+    again: anything but (first, last) pairs of numbers is not taken."""
+    for name in ("chunks_read", "bad_sectors"):
+        message = wire.encode_result(UnitResult())
+        message[name] = ranges
+        with pytest.raises(wire.WireError, match=name):
+            wire.decode_result(message)
+        # Chunks said decoded without the failures noted would pass unchecked.
+        del message[name]
+        with pytest.raises(wire.WireError, match=name):
+            wire.decode_result(message)

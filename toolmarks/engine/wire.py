@@ -261,7 +261,7 @@ def decode_result(value: Any) -> UnitResult:
         raise WireError("traces: not a list")
     ranges = {}
     for name in _RANGE_LISTS:
-        items = value.get(name, [])
+        items = value.get(name)
         if not isinstance(items, list) or not all(
             isinstance(r, list)
             and len(r) == 2
