@@ -5,6 +5,7 @@ traces on sectors that failed verification marked."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import time
@@ -12,7 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from toolmarks import __version__
-from toolmarks.engine.scan import RunUnits, ScanOptions, UnitResult, scan_image
+from toolmarks.engine.scan import (
+    RunUnits,
+    ScanOptions,
+    UnitResult,
+    WorkerPool,
+    scan_image,
+)
 from toolmarks.evidence import Evidence
 from toolmarks.evidence.verify import EwfVerifier, Verification, check_chunks
 from toolmarks.indicators.model import IndicatorSet
@@ -54,14 +61,20 @@ def run_scan(
         if warn:
             warn(location, message)
 
-    evidence = Evidence(
-        image, partitions=options.partitions, vss=options.vss, warn=note
-    )
-    verify = verify and evidence.image_info.get("format") == "ewf"
-    verifier = None
-    if verify and (verify_md5 or not evidence.checks_chunks):
-        verifier = EwfVerifier(image)
-    try:
+    with contextlib.ExitStack() as stack:
+        if run_units is None and options.workers > 1:
+            # Started first: the workers open the image while this process does.
+            pool = stack.enter_context(WorkerPool(image, indicator_set, options))
+        else:
+            pool = None
+        evidence = Evidence(
+            image, partitions=options.partitions, vss=options.vss, warn=note
+        )
+        stack.callback(evidence.close)
+        verify = verify and evidence.image_info.get("format") == "ewf"
+        verifier = None
+        if verify and (verify_md5 or not evidence.checks_chunks):
+            verifier = EwfVerifier(image)
         image_info = dict(evidence.image_info)
         result, volumes = scan_image(
             image,
@@ -71,6 +84,7 @@ def run_scan(
             evidence=evidence,
             started=started,
             run_units=run_units,
+            pool=pool,
         )
         for item in result.warnings:
             if warn:
@@ -93,8 +107,6 @@ def run_scan(
             image_info["verification"] = check_verification(
                 verification, evidence, result, image_info, note
             )
-    finally:
-        evidence.close()
     return ScanOutcome(
         image=image,
         image_info=image_info,

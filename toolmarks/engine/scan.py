@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from queue import Empty
-from typing import Any
+from typing import Any, Self
 
 from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.evidence import Evidence, FileItem, Volume
@@ -771,6 +771,7 @@ def scan_image(
     evidence: Evidence | None = None,
     started: Callable[[], None] | None = None,
     run_units: RunUnits | None = None,
+    pool: WorkerPool | None = None,
 ) -> tuple[UnitResult, list[Volume]]:
     """Scans every selected volume of an image; raises EvidenceError if it
     cannot be opened at all.
@@ -779,7 +780,9 @@ def scan_image(
     must start only then, since a fork copies no thread but every lock one holds.
     `run_units`, if given, runs the units elsewhere (Celery workers) and
     returns their results in the units' order; `options.workers` is then the
-    number of shares of each volume.
+    number of shares of each volume. `pool`: the worker processes, started
+    already (WorkerPool); without it, a pool of `options.workers` is started
+    here when there is more than one.
 
     Results merge in unit order, whoever finishes first: traces tied in
     timeline order keep this order, so every run gives the same outputs.
@@ -824,19 +827,79 @@ def scan_image(
                 evidence.close()
         return result, volumes
     try:
-        _scan_in_pool(
-            image, evidence, indicator_set, options, progress, started, result
-        )
+        if pool is None:
+            with WorkerPool(image, indicator_set, options) as own_pool:
+                _scan_in_pool(own_pool, evidence, options, progress, started, result)
+        else:
+            _scan_in_pool(pool, evidence, options, progress, started, result)
     finally:
         if own:
             evidence.close()
     return result, volumes
 
 
+class WorkerPool:
+    """The local worker processes, forked at once: each opens the image and
+    compiles the set while the caller opens the image too (the first 0.1 s of
+    a scan, when one core had nothing to do)."""
+
+    def __init__(
+        self, image: str, indicator_set: IndicatorSet, options: ScanOptions
+    ) -> None:
+        self.workers = max(1, options.workers)
+        context = multiprocessing.get_context()
+        self._queue = context.Queue()
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self._queue, image, indicator_set, options),
+        )
+        self._running: set[Future[Any]] = set()
+        self.progress: Callable[[int, int], None] | None = None
+        # The first submit forks every worker.
+        for _ in range(self.workers):
+            self.submit(_open_worker)
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
+        # A walk runs ahead of the workers: bound what waits for them.
+        while len(self._running) >= IN_FLIGHT * self.workers:
+            self._wait()
+        future = self._executor.submit(function, *args)
+        self._running.add(future)
+        return future
+
+    def finish(self) -> None:
+        """Waits for every task submitted."""
+        while self._running:
+            self._wait()
+        self._drain()
+
+    def _wait(self) -> None:
+        done, _ = wait(self._running, timeout=0.2, return_when=FIRST_COMPLETED)
+        self._running.difference_update(done)
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                files, size = self._queue.get_nowait()
+            except Empty:
+                return
+            if self.progress:
+                self.progress(files, size)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._drain()  # what the workers sent as they ended
+
+
 def _scan_in_pool(
-    image: str,
+    pool: WorkerPool,
     evidence: Evidence,
-    indicator_set: IndicatorSet,
     options: ScanOptions,
     progress: Callable[[int, int], None] | None,
     started: Callable[[], None] | None,
@@ -850,64 +913,35 @@ def _scan_in_pool(
     one-worker scan) and TSK's listing of every open directory. Other volumes
     are cut into units that walk the volume themselves.
     """
-    workers = max(1, options.workers)
-    context = multiprocessing.get_context()
-    queue = context.Queue()
-    running: set[Future[Any]] = set()
+    workers = pool.workers
+    image = evidence.image_path
+    pool.progress = progress
+    if started:
+        started()  # the workers exist
     # Per volume: its allocated paths (None when its units walk it) and, per
     # share index, the futures of that share's tasks and of the other work.
     plan: list[tuple[Volume, set[str] | None, list[list[Future[Any]]], list[Any]]]
     plan = []
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(queue, image, indicator_set, options),
-    ) as pool:
-
-        def submit(function: Callable[..., Any], *args: Any) -> Future[Any]:
-            # A walk runs ahead of the workers: bound what waits for them.
-            while len(running) >= IN_FLIGHT * workers:
-                done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-                running.difference_update(done)
-                _drain(queue, progress)
-            future = pool.submit(function, *args)
-            running.add(future)
-            while to_start:
-                # The first submit forked the workers: threads may start now.
-                to_start.pop()()
-            return future
-
-        to_start = [started] if started else []
-        # The workers open the image and compile the set while the walk runs.
-        for _ in range(workers):
-            submit(_open_worker)
-        for volume in evidence.volumes():
-            units = [Unit(image, volume.label, i, workers) for i in range(workers)]
-            shares: list[list[Future[Any]]] = [[] for _ in units]
-            if not evidence.hands_over(volume):
-                rest = [submit(_run_unit_in_worker, unit) for unit in units]
-                plan.append((volume, None, shares, rest))
-                continue
-            on_disk: set[str] = set()
-            for batch in _batches(_noting_paths(evidence.walk(volume), on_disk)):
-                for index, share in enumerate(_shares(batch, workers, options)):
-                    if share:
-                        keys = [Evidence.hand_over(item) for item in share]
-                        task = submit(_scan_share, volume.label, keys)
-                        shares[index].append(task)
-            rest = [
-                submit(_scan_free, volume.label, unit) if options.unallocated else None
-                for unit in units
-            ]
-            plan.append((volume, on_disk, shares, rest))
-        while to_start:  # nothing was submitted
-            to_start.pop()()
-        while running:
-            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-            running.difference_update(done)
-            _drain(queue, progress)
-    _drain(queue, progress)
+    submit = pool.submit
+    for volume in evidence.volumes():
+        units = [Unit(image, volume.label, i, workers) for i in range(workers)]
+        shares: list[list[Future[Any]]] = [[] for _ in units]
+        if not evidence.hands_over(volume):
+            rest = [submit(_run_unit_in_worker, unit) for unit in units]
+            plan.append((volume, None, shares, rest))
+            continue
+        on_disk: set[str] = set()
+        for batch in _batches(_noting_paths(evidence.walk(volume), on_disk)):
+            for index, share in enumerate(_shares(batch, workers, options)):
+                if share:
+                    keys = [Evidence.hand_over(item) for item in share]
+                    shares[index].append(submit(_scan_share, volume.label, keys))
+        rest = [
+            submit(_scan_free, volume.label, unit) if options.unallocated else None
+            for unit in units
+        ]
+        plan.append((volume, on_disk, shares, rest))
+    pool.finish()
     # In unit order, as units walking the volume themselves give them.
     for volume, on_disk, shares, rest in plan:
         for tasks, other in zip(shares, rest):
@@ -941,16 +975,6 @@ def _batches(items: Iterator[FileItem]) -> Iterator[list[FileItem]]:
 
 
 RunUnits = Callable[[list[Unit]], list[UnitResult]]
-
-
-def _drain(queue: Any, progress: Callable[[int, int], None] | None) -> None:
-    while True:
-        try:
-            files, size = queue.get_nowait()
-        except Empty:
-            return
-        if progress:
-            progress(files, size)
 
 
 def default_workers() -> int:

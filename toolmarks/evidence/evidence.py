@@ -139,6 +139,7 @@ class Evidence:
         self._media_size: int | None = None
         self._media_spec: Any = None
         self._chunk_log: verify.ChunkLog | None = None
+        self._media_file: Any = None  # the EWF file object _chunk_log reads for
         self.image_info: dict[str, Any] = {}
         try:
             self._open()
