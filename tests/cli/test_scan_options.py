@@ -27,6 +27,13 @@ def test_json_log_is_json_lines(demo_image, tmp_path: Path) -> None:
     done = [e for e in events if e["event"] == "done"]
     assert len(done) == 1 and done[0]["matched_locations"] == 6
     assert done[0]["warnings"] == 0 and done[0]["unreadable"] == 0
+    # The E01's chunks no read of the scan decoded are announced, then checked.
+    checking = [e for e in events if e["event"] == "checking"]
+    facts = json.loads((tmp_path / "out" / "scan.json").read_text())["image"]
+    left = facts["verification"]["chunks_after_scan"]
+    assert len(checking) == 1 and left > 0
+    assert checking[0]["bytes"] == min(facts["media_size"], left * 32 * 1024)
+    assert events.index(checking[0]) < events.index(done[0])
 
 
 def test_bad_arguments_exit_2(demo_image, tmp_path: Path) -> None:

@@ -103,6 +103,16 @@ class Progress:
 
         threading.Thread(target=count, daemon=True).start()
 
+    def checking(self, size: int) -> None:
+        """The scan is done; the E01 chunks it did not read are decoded now."""
+        self.close()
+        self._bar = None
+        message = "checking the E01 chunks the scan did not read"
+        if self.mode == "json":
+            log("checking", message=message, bytes=size)
+        elif self.mode == "bar":
+            print(f"toolmarks: {message} ({size / 2**20:.0f} MiB)", file=sys.stderr)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -177,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
             warn=warn,
             progress=progress,
             started=lambda: progress.start_totals(str(image), options),
+            checking=progress.checking,
         )
     except EvidenceError as error:
         if made:

@@ -44,13 +44,15 @@ def run_scan(
     progress: Callable[[int, int], None] | None = None,
     started: Callable[[], None] | None = None,
     run_units: RunUnits | None = None,
+    checking: Callable[[int], None] | None = None,
 ) -> ScanOutcome:
     """Scans the image; raises EvidenceError if it cannot be opened at all.
 
     `verify`: check every chunk's checksum of an E01; `verify_md5`: compare
     its stored MD5 too (ewfverify, a second decode). `warn` hears every
     warning as it happens (the outcome keeps them all); `progress`, `started`
-    and `run_units` are scan_image's.
+    and `run_units` are scan_image's; `checking` hears the bytes of an E01's
+    chunks no read of the scan decoded, before they are decoded to check them.
     """
     began = time.monotonic()
     began_at = datetime.datetime.now(datetime.UTC)
@@ -103,6 +105,7 @@ def run_scan(
                     result.bad_sectors,
                     image_info.get("md5"),
                     threads=max(1, options.workers),
+                    announce=checking,
                 )
             image_info["verification"] = check_verification(
                 verification, evidence, result, image_info, note

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyewf
@@ -165,11 +165,13 @@ def check_chunks(
     noted: Iterable[tuple[int, int]],
     stored_md5: str | None,
     threads: int = 1,
+    announce: Callable[[int], None] | None = None,
 ) -> Verification:
     """The verification of every chunk: those the scan decoded (chunk runs),
     with the failures the scan's processes noted (sector ranges), and the
     others decoded now, by `threads` threads (pyewf lets go of the
-    interpreter lock while it decodes)."""
+    interpreter lock while it decodes). `announce` hears how many bytes of
+    media that is first."""
     began = time.monotonic()
     try:
         handles = [_open(segments) for _ in range(max(1, threads))]
@@ -185,6 +187,8 @@ def check_chunks(
         for first, last in rest
         for start in range(first, last + 1, _PIECE)
     ]
+    if announce and pieces:
+        announce(min(media_size, sum(b - a + 1 for a, b in pieces) * chunk_size))
     problems: list[str] = []
     workers = [
         threading.Thread(
