@@ -12,12 +12,18 @@ import functools
 import platform
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 try:
     import hyperscan
 except ImportError:  # YARA alone does the job, more slowly
     hyperscan = None
+try:  # Python's own regex parser (3.11+); without it no regex is indexed
+    from re import _constants as _sre
+    from re import _parser as _sre_parser
+except ImportError:
+    _sre = _sre_parser = None
 
 from toolmarks.indicators import cache
 from toolmarks.indicators.commandline import commands
@@ -110,6 +116,142 @@ def _compile(regex: str | None, case_sensitive: bool = False) -> re.Pattern[str]
     return re.compile(regex, 0 if case_sensitive else re.IGNORECASE)
 
 
+class TailIndex:
+    """Which of many path regexes can match a path, told by one dict look-up
+    of the path's extension or last name instead of a search with each.
+
+    A regex anchored at the end (`$`) whose match must end in literal text
+    reaching back to a "." (an extension: `\\.exe$`) or to the separator or
+    the start (a whole name: `(^|/)system$`) can only match a path with one of
+    those tails; every other regex is a candidate for every path. Paths where
+    the look-up would not be exact get every regex: those not in ASCII (under
+    IGNORECASE `s` matches `ſ`) and those holding a newline (which `$` and
+    `^` treat apart).
+    """
+
+    def __init__(self, patterns: Sequence[re.Pattern[str]], separator: str) -> None:
+        self._separator = separator
+        self._count = len(patterns)
+        self._always: list[int] = []
+        self._by_tail: dict[str, list[int]] = defaultdict(list)
+        for number, pattern in enumerate(patterns):
+            tails = regex_tails(pattern, separator)
+            if tails is None:
+                self._always.append(number)
+            for tail in tails or ():
+                self._by_tail[tail].append(number)
+
+    def key(self, path: str) -> str | None:
+        """The path's indexed tail ("" if none is), or None when every regex
+        must be tried."""
+        if "\n" in path or not path.isascii():
+            return None
+        dot = path.rfind(".")
+        cut = path.rfind(self._separator)
+        # The extension if the last name has a ".", else that name: an
+        # extension starts with "." and a name has none, so they never meet.
+        tail = (path[dot:] if dot > cut else path[cut + 1 :]).lower()
+        return tail if tail in self._by_tail else ""
+
+    def candidates(self, key: str | None) -> list[int]:
+        """The numbers of the regexes that can match a path of this key, in
+        their order."""
+        if key is None:
+            return list(range(self._count))
+        return sorted({*self._always, *self._by_tail.get(key, ())})
+
+
+# More tails than this and a regex is simply tried on every path.
+_MAX_TAILS = 64
+
+
+def regex_tails(pattern: re.Pattern[str], separator: str) -> set[str] | None:
+    """The lower-cased tails (".exe", or a whole last name: "system"), one of
+    which a path has if the regex is found in it; None when the regex does
+    not fix them (not end-anchored, or ending in a class, repeat, lookaround).
+
+    Only ASCII literals count: other characters have case variants across
+    the ASCII boundary (`K`, `ſ`).
+    """
+    tails: set[str] = set()
+    try:
+        parsed = _sre_parser.parse(pattern.pattern, pattern.flags)
+        if not _ends(list(parsed.data), separator, tails):
+            return None
+    except Exception:  # noqa: BLE001 - a private module: any change, no index
+        return None
+    return tails if len(tails) <= _MAX_TAILS else None
+
+
+def _ends(items: list, separator: str, tails: set[str]) -> bool:
+    """Adds the tails of a whole regex (or one of its top alternatives)."""
+    if items and items[-1] == (_sre.AT, _sre.AT_END):
+        pending = _tails(items[:-1], {""}, separator, tails)
+        return pending is not None and not pending
+    if len(items) == 1 and items[0][0] is _sre.BRANCH:
+        return all(_ends(list(alt.data), separator, tails) for alt in items[0][1][1])
+    if len(items) == 1 and items[0][0] is _sre.SUBPATTERN:
+        return _ends(list(items[0][1][-1].data), separator, tails)
+    return False
+
+
+def _tails(
+    items: list, pending: set[str], separator: str, tails: set[str]
+) -> set[str] | None:
+    """Walks the items back from the end: `pending` are the literal texts seen
+    so far that reach neither a "." nor the separator yet; texts that do go to
+    `tails`. Returns what is still pending, None where the walk cannot go on."""
+    for op, av in reversed(items):
+        if not pending:
+            return pending
+        if op is _sre.LITERAL:
+            chars = [av]
+        elif op is _sre.IN:
+            chars = [value for kind, value in av if kind is _sre.LITERAL]
+            if len(chars) != len(av) or len(chars) > 8:
+                return None
+        elif op is _sre.SUBPATTERN or (
+            op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[:2] in ((0, 1), (1, 1))
+        ):
+            # A group, or an optional one: the texts with it (and without).
+            found = _tails(list(av[-1].data), set(pending), separator, tails)
+            if found is None:
+                return None
+            optional = op is not _sre.SUBPATTERN and av[0] == 0
+            pending = pending | found if optional else found
+            continue
+        elif op is _sre.BRANCH:
+            merged: set[str] = set()
+            for alt in av[1]:
+                found = _tails(list(alt.data), set(pending), separator, tails)
+                if found is None:
+                    return None
+                merged |= found
+            pending = merged
+            continue
+        elif op is _sre.AT and av is _sre.AT_BEGINNING:
+            tails.update(pending)
+            return set()
+        else:
+            return None
+        following: set[str] = set()
+        for text in pending:
+            for code in chars:
+                char = chr(code)
+                if not char.isascii():
+                    return None
+                if char == separator:
+                    tails.add(text)
+                elif char == ".":
+                    tails.add("." + text)
+                else:
+                    following.add(char.lower() + text)
+        if len(following) > _MAX_TAILS:
+            return None
+        pending = following
+    return pending
+
+
 class FilenameMatcher:
     """Matches a path against every filename indicator at the cost of about one."""
 
@@ -118,27 +260,48 @@ class FilenameMatcher:
         # Regexes with backreferences stand alone: in one alternation their
         # group numbers would change.
         self._alone = []
-        parts = []
         for ind in indicators:
             case_sensitive = ind.fields.get("case_sensitive", False)
             regex = _compile(ind.fields["regex"], case_sensitive)
             if _BACKREFERENCE.search(ind.fields["regex"]):
                 self._alone.append((ind, regex))
-                continue
-            self._items.append((ind, regex))
-            parts.append(f"(?{'' if case_sensitive else 'i'}:{ind.fields['regex']})")
+            else:
+                self._items.append((ind, regex))
+        everything = self._items + self._alone
+        self._index = TailIndex([regex for _, regex in everything], "\\")
+        # TailIndex key -> (one alternation of the candidates or None, the
+        # candidates, the candidates that stand alone), made on first use.
+        self._plans: dict[Any, tuple[Any, list, list]] = {}
+
+    def _plan(self, key: Any) -> tuple[Any, list, list]:
+        chosen = set(self._index.candidates(key))
+        items = [item for n, item in enumerate(self._items) if n in chosen]
+        first_alone = len(self._items)
+        alone = [item for n, item in enumerate(self._alone, first_alone) if n in chosen]
+        parts = [
+            f"(?{'' if ind.fields.get('case_sensitive', False) else 'i'}:"
+            f"{ind.fields['regex']})"
+            for ind, _ in items
+        ]
         try:
-            self._any = re.compile("|".join(parts)) if parts else None
+            either = re.compile("|".join(parts)) if parts else None
         except re.error:
             # A regex with global inline flags cannot be nested; go one by one.
-            self._any = re.compile("")
+            either = re.compile("")
+        plan = self._plans[key] = (either, items, alone)
+        return plan
 
     def match(self, path: str) -> list[Indicator]:
         """Indicators whose regex is found in a `\\`-separated path."""
-        found = [ind for ind, regex in self._alone if regex.search(path)]
-        if self._any is None or not self._any.search(path):
+        key = self._index.key(path)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(key)
+        either, items, alone = plan
+        found = [ind for ind, regex in alone if regex.search(path)]
+        if either is None or not either.search(path):
             return found
-        return [ind for ind, regex in self._items if regex.search(path)] + found
+        return [ind for ind, regex in items if regex.search(path)] + found
 
 
 _BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")

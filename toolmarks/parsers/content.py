@@ -69,9 +69,9 @@ def scan_stream(
     """Reads a stream once and returns its hashes, string hits and imphash."""
     result = ContentResult()
     digests = {"md5": hashlib.md5()}
-    for name in ("sha1", "sha256"):
+    for name, make in _MORE_HASHES:
         if name in compiled.hash_types:
-            digests[name] = hashlib.new(name)
+            digests[name] = make()
     strings = _StringScan(compiled)
     want_imphash = "imphash" in compiled.hash_types
     pe_chunks: list[bytes] | None = None
@@ -108,6 +108,11 @@ def scan_stream(
         if problem:
             result.notes.append(problem)
     return result
+
+
+# The constructors themselves: hashlib.new() goes through a Python wrapper
+# that costs about as much as hashing a small file's last block.
+_MORE_HASHES = (("sha1", hashlib.sha1), ("sha256", hashlib.sha256))
 
 
 def scan_buffer(data: bytes, compiled: CompiledSet) -> list[StringHit]:
@@ -197,6 +202,8 @@ class _StringScan:
         self._hits[match.rule] = StringHit(indicator, match.rule, offset, encoding)
 
     def close(self) -> list[StringHit]:
+        if not (self._first or self._pending or self._hits):
+            return []  # most streams: nothing found
         hits = dict(self._hits)
         found = {**self._pending, **self._first}
         for pattern, start in found.items():

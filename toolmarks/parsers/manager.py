@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import BinaryIO, Protocol
 
 from toolmarks.events import Trace
-from toolmarks.indicators.compiler import CompiledSet
+from toolmarks.indicators.compiler import CompiledSet, TailIndex
 
 PRODUCT = "toolmarks"
 
@@ -67,8 +67,11 @@ class ParserDefinition:
 
 
 _definitions: dict[str, ParserDefinition] = {}
-# parser_for's (file parsers, one pattern of all their paths), made on first use.
-_lookup: tuple[list[ParserDefinition], re.Pattern[str]] | None = None
+# parser_for's file parsers and index of their paths, made on first use, and
+# its plans by TailIndex key: (one pattern of the candidates' paths, the
+# candidates in order).
+_lookup: tuple[list[ParserDefinition], TailIndex] | None = None
+_plans: dict[str | None, tuple[re.Pattern[str], list[ParserDefinition]]] = {}
 _INLINE_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
 
 
@@ -80,6 +83,7 @@ def register(definition: ParserDefinition) -> None:
     _definitions[definition.name] = definition
     global _lookup
     _lookup = None
+    _plans.clear()
 
 
 def definitions() -> list[ParserDefinition]:
@@ -97,14 +101,22 @@ def parser_for(path: str) -> ParserDefinition | None:
     global _lookup
     if _lookup is None:
         parsers = file_parsers()
-        # One search tells most paths (no parser's) apart; the parsers' own
-        # patterns then pick the first that takes it, in their order.
-        either = "|".join(_scoped(d.paths) for d in parsers if d.paths is not None)
-        _lookup = (parsers, re.compile(either or r"(?!)"))
-    parsers, anyone = _lookup
+        paths = [d.paths for d in parsers if d.paths is not None]
+        _lookup = (parsers, TailIndex(paths, "/"))
+    parsers, index = _lookup
+    # Most paths' extension or name rules out every parser but a few; one
+    # search of those few tells most of the rest apart, and the parsers' own
+    # patterns then pick the first that takes it, in their order.
+    key = index.key(path)
+    plan = _plans.get(key)
+    if plan is None:
+        chosen = [parsers[n] for n in index.candidates(key)]
+        either = "|".join(_scoped(d.paths) for d in chosen if d.paths is not None)
+        plan = _plans[key] = (re.compile(either or r"(?!)"), chosen)
+    anyone, chosen = plan
     if anyone.search(path) is None:
         return None
-    return next((d for d in parsers if d.takes(path)), None)
+    return next((d for d in chosen if d.takes(path)), None)
 
 
 def _scoped(pattern: re.Pattern[str]) -> str:
