@@ -475,12 +475,11 @@ def warm_up() -> None:
     gc.collect() for every executable it closes, and in a Celery worker's
     larger heap that doubled the time of a small image's scan."""
     import gc
-    import importlib
 
+    from toolmarks.evidence import Evidence
     from toolmarks.indicators import loader
 
-    for name in ("toolmarks.evidence.verify", "dfvfs.resolver_helpers"):
-        importlib.import_module(name)
+    Evidence.preload()
     _SETS[((), True)] = loader.load([], shipped=True)
     gc.collect()
     gc.freeze()

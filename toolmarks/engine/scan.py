@@ -857,6 +857,7 @@ class WorkerPool:
         )
         self._running: set[Future[Any]] = set()
         self.progress: Callable[[int, int], None] | None = None
+        Evidence.preload()  # once here, not in each worker
         # The first submit forks every worker.
         for _ in range(self.workers):
             self.submit(_open_worker)
