@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from toolmarks.engine.scan import ScanOptions, scan_image
+from toolmarks.engine.scan import (
+    SMALL_IMAGE,
+    ScanOptions,
+    default_workers,
+    scan_image,
+)
 from toolmarks.indicators import loader
 from toolmarks.parsers.content import DATA_TYPE_FILE
 
@@ -142,3 +148,18 @@ def test_file_size_cap_is_reported_not_silent(workstation_images, tmp_path) -> N
     assert ("/Windows/Temp/big.bin", "", "wce", "string", True) not in findings(
         result.traces
     )
+
+
+def test_small_image_files_are_scanned_by_one_process(
+    demo_image: dict[str, Any], tmp_path: Path
+) -> None:
+    """Workers cost more than they save on a small image; one per core (at
+    most 8) otherwise, and when the size cannot be read."""
+    cores = max(1, min(os.cpu_count() or 1, 8))
+    assert default_workers(str(demo_image["e01"])) == 1
+    big = tmp_path / "big.raw"
+    with big.open("wb") as handle:  # sparse: no space taken
+        handle.truncate(SMALL_IMAGE)
+    assert default_workers(str(big)) == cores
+    assert default_workers(str(tmp_path / "missing.raw")) == cores
+    assert default_workers() == cores

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         vss=args.vss,
         max_file_size=args.max_file_size,
-        workers=args.workers or default_workers(),
+        workers=args.workers or default_workers(str(image)),
         artefacts=not args.no_artefacts,
         leads=not args.no_leads,
         scan_metadata=args.scan_metadata,
@@ -264,7 +264,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "in scan.json); default: no cap",
     )
     parser.add_argument(
-        "--workers", type=positive_int, help="processes (default: one per core)"
+        "--workers",
+        type=positive_int,
+        help="processes (default: one per core, at most 8; one for an image file under 64 MiB)",
     )
     parser.add_argument(
         "--no-artefacts",

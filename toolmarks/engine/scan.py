@@ -978,5 +978,15 @@ def _batches(items: Iterator[FileItem]) -> Iterator[list[FileItem]]:
 RunUnits = Callable[[list[Unit]], list[UnitResult]]
 
 
-def default_workers() -> int:
+# Image files smaller than this are scanned by one process: forking workers
+# that each open the image again costs more than they save (about 0.06 s on 2
+# cores, what a second worker gains on some 50 MiB).
+SMALL_IMAGE = 64 * 1024 * 1024
+
+
+def default_workers(image: str | None = None) -> int:
+    """One worker per core, at most 8; one for an image file under SMALL_IMAGE."""
+    with contextlib.suppress(OSError):
+        if image is not None and os.path.getsize(image) < SMALL_IMAGE:
+            return 1
     return max(1, min(os.cpu_count() or 1, 8))
