@@ -1,0 +1,88 @@
+"""The EWF chunk check: which chunks a read decoded (ChunkLog), and every chunk
+checked once (check_chunks), against ewfverify on a damaged copy of the demo."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pyewf
+
+from toolmarks.evidence import Evidence, verify
+
+CHUNK = 32 * 1024  # ewfacquire's default, the demo's
+
+
+def test_merge_sorts_and_joins_touching_ranges() -> None:
+    assert verify.merge([(9, 9), (0, 2), (3, 4), (6, 7), (1, 1)]) == [
+        (0, 4),
+        (6, 7),
+        (9, 9),
+    ]
+    assert verify.merge([]) == []
+
+
+def test_chunk_log_notes_each_chunk_a_read_decoded(demo_image: dict[str, Any]) -> None:
+    handle = pyewf.handle()
+    handle.open(pyewf.glob(str(demo_image["e01"])), "r")
+    log = verify.ChunkLog(handle)
+    assert log.get_chunk_size() == CHUNK
+    log.seek(3 * CHUNK + 10)
+    assert len(log.read(100)) == 100  # inside chunk 3
+    log.seek(5 * CHUNK - 1)
+    assert len(log.read(2)) == 2  # the last byte of 4, the first of 5
+    log.seek(20 * CHUNK)
+    log.read(0)  # nothing read, nothing decoded
+    assert log.take() == ([(3, 5)], [])
+    assert log.take() == ([], [])  # since the last take
+    handle.close()
+
+
+def test_every_chunk_is_checked_once(demo_image: dict[str, Any]) -> None:
+    segments = pyewf.glob(str(demo_image["e01"]))
+    stored = demo_image["manifest"]["volume"]["md5"]
+    handle = pyewf.handle()
+    handle.open(segments, "r")
+    media = handle.get_media_size()
+    handle.close()
+    everything = verify.check_chunks(segments, [], [], stored, threads=2)
+    assert everything.ok is True and everything.bad_sectors == []
+    assert everything.chunks == everything.chunks_after_scan == -(-media // CHUNK)
+    half = everything.chunks // 2
+    rest = verify.check_chunks(segments, [(0, half - 1)], [], stored)
+    assert rest.ok is True and rest.chunks_after_scan == everything.chunks - half
+
+
+def test_bad_chunks_equal_ewfverify(demo_image: dict[str, Any], tmp_path: Path) -> None:
+    image = tmp_path / "bad.E01"
+    shutil.copy(demo_image["e01"], image)
+    with image.open("r+b") as handle:  # garbage over compressed data mid-file
+        handle.seek(image.stat().st_size // 2)
+        handle.write(bytes(range(256)) * 16)
+    done = subprocess.run(
+        ["ewfverify", "-q", str(image)], capture_output=True, text=True, check=False
+    )
+    expected = [
+        (int(first), int(last))
+        for first, last in re.findall(r"at sector\(s\): (\d+) - (\d+)", done.stdout)
+    ]
+    assert done.returncode != 0 and expected
+    # Decoded by the check itself...
+    alone = verify.check_chunks([str(image)], [], [], None, threads=2)
+    assert alone.ok is False and alone.bad_sectors == expected
+    # ...or by the scan's reads, through an Evidence that notes them.
+    with Evidence(image) as evidence:
+        for volume in evidence.volumes():
+            for item in evidence.walk(volume):
+                if item.is_file and item.size:
+                    with item.open() as stream:
+                        while stream.read(1 << 20):
+                            pass
+        decoded, noted = evidence.decoded_chunks()
+    assert noted == expected
+    scanned = verify.check_chunks([str(image)], decoded, noted, None)
+    assert scanned.bad_sectors == expected
+    assert scanned.chunks_after_scan < alone.chunks_after_scan
