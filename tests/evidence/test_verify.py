@@ -34,9 +34,11 @@ def test_chunk_log_notes_each_chunk_a_read_decoded(demo_image: dict[str, Any]) -
     assert len(log.read(100)) == 100  # inside chunk 3
     log.seek(5 * CHUNK - 1)
     assert len(log.read(2)) == 2  # the last byte of 4, the first of 5
+    log.seek(7 * CHUNK)
+    assert len(log.read(CHUNK)) == CHUNK  # all of 7, none of 8
     log.seek(20 * CHUNK)
     log.read(0)  # nothing read, nothing decoded
-    assert log.take() == ([(3, 5)], [])
+    assert log.take() == ([(3, 5), (7, 7)], [])
     assert log.take() == ([], [])  # since the last take
     handle.close()
 
