@@ -291,3 +291,19 @@ def test_bad_arguments(tmp_path: Path) -> None:
     assert missing_list.returncode == 2 and "nope.txt" in missing_list.stderr
     (tmp_path / "file").write_text("x")
     assert toolmarks("batch", "x.E01", "-o", str(tmp_path / "file")).returncode == 2
+
+
+def test_verify_md5_scans_again_and_computes_it(tmp_path: Path, demo_image) -> None:
+    """The E01's chunks are checked by default; asking for the MD5 makes the
+    outputs out of date, and the rescan compares the stored MD5."""
+    argv = ["batch", str(demo_image["e01"]), "-o", str(tmp_path / "case")]
+    first = toolmarks(*argv)
+    assert first.returncode == 0, first.stderr
+    (folder,) = (p for p in (tmp_path / "case").iterdir() if p.is_dir())
+    check = json.loads((folder / "scan.json").read_text())["image"]["verification"]
+    assert check["ok"] is True and check["computed_md5"] is None
+    again = toolmarks(*argv, "--verify-md5")
+    assert again.returncode == 0, again.stderr
+    assert f"{folder.name}: scanned" in again.stderr
+    check = json.loads((folder / "scan.json").read_text())["image"]["verification"]
+    assert check["computed_md5"] == demo_image["manifest"]["volume"]["md5"]
