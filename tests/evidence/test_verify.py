@@ -43,19 +43,32 @@ def test_chunk_log_notes_each_chunk_a_read_decoded(demo_image: dict[str, Any]) -
     handle.close()
 
 
-def test_every_chunk_is_checked_once(demo_image: dict[str, Any]) -> None:
-    segments = pyewf.glob(str(demo_image["e01"]))
-    stored = demo_image["manifest"]["volume"]["md5"]
+def _log(image: Path) -> verify.ChunkLog:
     handle = pyewf.handle()
-    handle.open(segments, "r")
-    media = handle.get_media_size()
-    handle.close()
-    everything = verify.check_chunks(segments, [], [], stored, threads=2)
+    handle.open(pyewf.glob(str(image)), "r")
+    return verify.ChunkLog(handle)
+
+
+def test_every_chunk_is_checked_once(demo_image: dict[str, Any]) -> None:
+    stored = demo_image["manifest"]["volume"]["md5"]
+    log = _log(demo_image["e01"])
+    chunk_size, media = log.geometry
+    asked: list[verify.Runs] = []
+
+    def decode(runs: verify.Runs) -> tuple[verify.Runs, list[str]]:
+        asked.append(runs)
+        return log.decode(runs)
+
+    everything = verify.check_chunks(chunk_size, media, [], [], stored, decode)
     assert everything.ok is True and everything.bad_sectors == []
     assert everything.chunks == everything.chunks_after_scan == -(-media // CHUNK)
+    assert verify.merge(asked[0]) == [(0, everything.chunks - 1)]
     half = everything.chunks // 2
-    rest = verify.check_chunks(segments, [(0, half - 1)], [], stored)
+    rest = verify.check_chunks(chunk_size, media, [(0, half - 1)], [], stored, decode)
     assert rest.ok is True and rest.chunks_after_scan == everything.chunks - half
+    assert verify.merge(asked[1]) == [(half, everything.chunks - 1)]
+    done = verify.check_chunks(chunk_size, media, [(0, media)], [], stored, decode)
+    assert done.ok is True and done.chunks_after_scan == 0 and len(asked) == 2
 
 
 def test_bad_chunks_equal_ewfverify(demo_image: dict[str, Any], tmp_path: Path) -> None:
@@ -73,7 +86,8 @@ def test_bad_chunks_equal_ewfverify(demo_image: dict[str, Any], tmp_path: Path) 
     ]
     assert done.returncode != 0 and expected
     # Decoded by the check itself...
-    alone = verify.check_chunks([str(image)], [], [], None, threads=2)
+    log = _log(image)
+    alone = verify.check_chunks(*log.geometry, [], [], None, log.decode)
     assert alone.ok is False and alone.bad_sectors == expected
     # ...or by the scan's reads, through an Evidence that notes them.
     with Evidence(image) as evidence:
@@ -84,7 +98,10 @@ def test_bad_chunks_equal_ewfverify(demo_image: dict[str, Any], tmp_path: Path) 
                         while stream.read(1 << 20):
                             pass
         decoded, noted = evidence.decoded_chunks()
-    assert noted == expected
-    scanned = verify.check_chunks([str(image)], decoded, noted, None)
+        assert noted == expected
+        # A check that decodes nothing again must still report them.
+        scanned = verify.check_chunks(
+            *evidence.chunk_geometry(), decoded, noted, None, lambda _: ([], [])
+        )
     assert scanned.bad_sectors == expected
     assert scanned.chunks_after_scan < alone.chunks_after_scan

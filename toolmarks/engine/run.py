@@ -100,11 +100,11 @@ def run_scan(
             else:
                 result.note_chunks(evidence)  # what this process decoded
                 verification = check_chunks(
-                    image_info.get("segments") or [image],
+                    *evidence.chunk_geometry(),
                     result.chunks_read,
                     result.bad_sectors,
                     image_info.get("md5"),
-                    threads=max(1, options.workers),
+                    pool.decode_chunks if pool else evidence.decode_chunks,
                     announce=checking,
                 )
             image_info["verification"] = check_verification(

@@ -23,6 +23,7 @@ from typing import Any, Self
 
 from toolmarks.events import NOT_A_TIME, Match, Trace
 from toolmarks.evidence import Evidence, FileItem, Volume
+from toolmarks.evidence.verify import Runs
 from toolmarks.indicators.compiler import CompiledSet, compile_set
 from toolmarks.indicators.model import IndicatorSet
 from toolmarks.parsers import content, leads, manager
@@ -79,8 +80,8 @@ class UnitResult:
     parser_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     # EWF images: the chunk runs its reads decoded and the (first, last) sectors
     # of those that failed their checksum (evidence.verify.check_chunks).
-    chunks_read: list[tuple[int, int]] = dataclasses.field(default_factory=list)
-    bad_sectors: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    chunks_read: Runs = dataclasses.field(default_factory=list)
+    bad_sectors: Runs = dataclasses.field(default_factory=list)
 
     def count(self, name: str, amount: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + amount
@@ -706,6 +707,11 @@ def _scan_free(label: str, unit: Unit) -> UnitResult:
     return result
 
 
+def _decode_chunks(runs: Runs) -> tuple[Runs, list[str]]:
+    evidence, _ = _worker_scanner()
+    return evidence.decode_chunks(runs)
+
+
 def count_totals(image: str, options: ScanOptions) -> tuple[int, int]:
     """(entries, bytes of file content) of the selected volumes, from metadata
     (estimated on NTFS: Evidence.stream_sizes).
@@ -869,6 +875,21 @@ class WorkerPool:
         future = self._executor.submit(function, *args)
         self._running.add(future)
         return future
+
+    def decode_chunks(self, runs: Runs) -> tuple[Runs, list[str]]:
+        """Decodes EWF chunk runs in the workers, through the handles they read
+        the image with (no more handles, and their memory, in this process):
+        the sectors of the chunks that failed, and what could not be read."""
+        parts = [runs[index :: self.workers] for index in range(self.workers)]
+        tasks = [self.submit(_decode_chunks, part) for part in parts if part]
+        self.finish()
+        bad: Runs = []
+        problems: list[str] = []
+        for task in tasks:
+            found, said = task.result()
+            bad += found
+            problems += said
+        return bad, problems
 
     def finish(self) -> None:
         """Waits for every task submitted."""

@@ -305,6 +305,19 @@ class Evidence:
             return None
         return self._chunk_log.take()
 
+    def chunk_geometry(self) -> tuple[int, int]:
+        """(chunk size, media size) of an EWF image whose chunks are noted."""
+        if self._chunk_log is None:
+            raise EvidenceError(f"{self.image_path}: no EWF chunks noted")
+        return self._chunk_log.geometry
+
+    def decode_chunks(self, runs: verify.Runs) -> tuple[verify.Runs, list[str]]:
+        """Decodes EWF chunk runs through this Evidence's handle: the sectors of
+        the chunks it noted failing so far, and what could not be read."""
+        if self._chunk_log is None:
+            raise EvidenceError(f"{self.image_path}: no EWF chunks noted")
+        return self._chunk_log.decode(runs)
+
     def open_media(self) -> Any:
         """Read-only file-like object of the whole media (decoded EWF, QCOW...)."""
         return self._open_spec(self._media_spec, self._where(""))

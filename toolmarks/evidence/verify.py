@@ -4,8 +4,8 @@ stored MD5.
 libewf checks a chunk's checksum as it decodes it and reads on when it fails
 (the data comes back as zeros or garbage), noting the chunk. The scan's own
 reads go through a ChunkLog, which notes the chunks they decoded; check_chunks
-then decodes the chunks no read touched and gathers the failures noted by
-every process. So each chunk is decoded once, where ewfverify beside the scan
+then has the chunks no read touched decoded, by the workers through their own
+handles, and gathers the failures noted by every process. So each chunk is decoded once, where ewfverify beside the scan
 decoded every chunk a second time and hashed the media (on 2 cores, E01 scans
 took 1.7 times as long as raw ones). The stored MD5 is compared by ewfverify
 (EwfVerifier) when asked for, or when pyewf cannot tell its checksum errors
@@ -18,7 +18,6 @@ import dataclasses
 import re
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -94,6 +93,7 @@ class EwfVerifier:
         return result
 
 
+# Inclusive (first, last) ranges: of EWF chunks, of sectors.
 Runs = list[tuple[int, int]]
 
 
@@ -158,51 +158,63 @@ class ChunkLog:
         self._runs = []
         return runs, bad_sectors(self._handle)
 
+    @property
+    def geometry(self) -> tuple[int, int]:
+        """(chunk size, media size) in bytes."""
+        return self._chunk_size, self._handle.get_media_size()
+
+    def decode(self, runs: Runs) -> tuple[Runs, list[str]]:
+        """Decodes the chunk runs (a Decode): the bad sectors this handle noted
+        so far, and what could not be read."""
+        problems = []
+        chunk_size, media_size = self.geometry
+        for first, last in runs:
+            for start in range(first, last + 1, _READ_CHUNKS):
+                offset = start * chunk_size
+                size = min(_READ_CHUNKS, last + 1 - start) * chunk_size
+                try:
+                    self._handle.read_buffer_at_offset(
+                        min(size, media_size - offset), offset
+                    )
+                except (OSError, RuntimeError) as error:
+                    problems.append(f"chunks from {start}: cannot be read: {error}")
+        return bad_sectors(self._handle), problems
+
+
+# Decodes chunk runs, somewhere: (sectors of the chunks that failed their
+# checksum, noted by the handles that decoded them; problems that stopped a read).
+Decode = Callable[[Runs], tuple[Runs, list[str]]]
+
 
 def check_chunks(
-    segments: list[str],
+    chunk_size: int,
+    media_size: int,
     decoded: Iterable[tuple[int, int]],
     noted: Iterable[tuple[int, int]],
     stored_md5: str | None,
-    threads: int = 1,
+    decode: Decode,
     announce: Callable[[int], None] | None = None,
 ) -> Verification:
     """The verification of every chunk: those the scan decoded (chunk runs),
     with the failures the scan's processes noted (sector ranges), and the
-    others decoded now, by `threads` threads (pyewf lets go of the
-    interpreter lock while it decodes). `announce` hears how many bytes of
-    media that is first."""
+    others decoded now by `decode`. `announce` hears how many bytes of media
+    that is first."""
     began = time.monotonic()
-    try:
-        handles = [_open(segments) for _ in range(max(1, threads))]
-    except (OSError, RuntimeError, TypeError) as error:
-        return Verification(ok=None, stored_md5=stored_md5, problem=str(error))
-    chunk_size = handles[0].get_chunk_size()
-    media_size = handles[0].get_media_size()
     total = -(-media_size // chunk_size)
     rest = _gaps(merge(decoded), total)
-    # In pieces, so that one long gap (free space) is shared by the threads.
+    # In pieces, so that one long gap (free space) is shared by the workers.
     pieces = [
         (start, min(start + _PIECE - 1, last))
         for first, last in rest
         for start in range(first, last + 1, _PIECE)
     ]
-    if announce and pieces:
-        announce(min(media_size, sum(b - a + 1 for a, b in pieces) * chunk_size))
+    found: Runs = []
     problems: list[str] = []
-    workers = [
-        threading.Thread(
-            target=_decode, args=(handle, pieces[i :: len(handles)], problems)
-        )
-        for i, handle in enumerate(handles)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    bad = merge([*noted, *(r for handle in handles for r in bad_sectors(handle))])
-    for handle in handles:
-        handle.close()
+    if pieces:
+        if announce:
+            announce(min(media_size, sum(b - a + 1 for a, b in pieces) * chunk_size))
+        found, problems = decode(pieces)
+    bad = merge([*noted, *found])
     result = Verification(
         ok=not bad and not problems,
         stored_md5=stored_md5,
@@ -219,12 +231,6 @@ def check_chunks(
     return result
 
 
-def _open(segments: list[str]) -> Any:
-    handle = pyewf.handle()
-    handle.open(segments, "r")
-    return handle
-
-
 def _gaps(runs: Runs, total: int) -> Runs:
     """The chunk runs of 0..total-1 that runs leave out."""
     gaps, start = [], 0
@@ -238,20 +244,6 @@ def _gaps(runs: Runs, total: int) -> Runs:
 
 
 # Chunks decoded by one read when checking the chunks the scan did not read,
-# and handed to a thread at a time.
+# and handed to a worker at a time.
 _READ_CHUNKS = 64
 _PIECE = 1024
-
-
-def _decode(handle: Any, runs: Runs, problems: list[str]) -> None:
-    chunk_size = handle.get_chunk_size()
-    media_size = handle.get_media_size()
-    for first, last in runs:
-        for start in range(first, last + 1, _READ_CHUNKS):
-            offset = start * chunk_size
-            size = min(_READ_CHUNKS, last + 1 - start) * chunk_size
-            size = min(size, media_size - offset)
-            try:
-                handle.read_buffer_at_offset(size, offset)
-            except (OSError, RuntimeError) as error:
-                problems.append(f"chunks from {start}: cannot be read: {error}")
