@@ -266,7 +266,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers",
         type=positive_int,
-        help="processes (default: one per core, at most 8; one for an image file under 64 MiB)",
+        help="processes (default: one per core, at most 8; one for an image file "
+        "under 64 MiB)",
     )
     parser.add_argument(
         "--no-artefacts",

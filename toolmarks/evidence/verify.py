@@ -4,12 +4,13 @@ stored MD5.
 libewf checks a chunk's checksum as it decodes it and reads on when it fails
 (the data comes back as zeros or garbage), noting the chunk. The scan's own
 reads go through a ChunkLog, which notes the chunks they decoded; check_chunks
-then has the chunks no read touched decoded, by the workers through their own
-handles, and gathers the failures noted by every process. So each chunk is decoded once, where ewfverify beside the scan
-decoded every chunk a second time and hashed the media (on 2 cores, E01 scans
-took 1.7 times as long as raw ones). The stored MD5 is compared by ewfverify
-(EwfVerifier) when asked for, or when pyewf cannot tell its checksum errors
-(a pyewf not built by scripts/build_pyewf.sh).
+then has the chunks no read touched decoded (by the workers, through their own
+handles) and gathers the failures noted by every process. So each chunk is
+decoded once, where ewfverify beside the scan decoded every chunk a second time
+and hashed the media (on 2 cores, E01 scans took 1.7 times as long as raw
+ones). The stored MD5 is compared by ewfverify (EwfVerifier) when asked for, or
+when pyewf cannot tell its checksum errors (a pyewf not built by
+scripts/build_pyewf.sh).
 """
 
 from __future__ import annotations
