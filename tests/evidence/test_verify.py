@@ -105,3 +105,33 @@ def test_bad_chunks_equal_ewfverify(demo_image: dict[str, Any], tmp_path: Path) 
         )
     assert scanned.bad_sectors == expected
     assert scanned.chunks_after_scan < alone.chunks_after_scan
+
+
+def test_a_renewed_handle_keeps_the_bytes_and_the_failures(
+    demo_image: dict[str, Any], tmp_path: Path
+) -> None:
+    """libewf's memory grows with every chunk a handle reads: the ChunkLog
+    opens a fresh handle now and then, and neither the bytes it reads nor the
+    failures the closed handles noted change."""
+    image = tmp_path / "bad.E01"
+    shutil.copy(demo_image["e01"], image)
+    with image.open("r+b") as handle:
+        handle.seek(image.stat().st_size // 2)
+        handle.write(bytes(range(256)) * 16)
+    expected = _log(image).decode([(0, 10**6)])[0]
+    assert expected  # the damaged chunk, as a plain handle reads it
+    plain = _log(image)
+    segments = pyewf.glob(str(image))
+    handle = pyewf.handle()
+    handle.open(segments, "r")
+    log = verify.ChunkLog(handle, segments, renew_after=3 * CHUNK)
+    media = log.geometry[1]
+    log.seek(0)
+    for offset in range(0, media, 2 * CHUNK + 7):
+        assert log.read(2 * CHUNK + 7) == plain.read_buffer_at_offset(
+            2 * CHUNK + 7, offset
+        )
+    assert log.renewed > 10
+    runs, noted = log.take()
+    assert runs == [(0, -(-media // CHUNK) - 1)] and noted == expected
+    assert log.decode([(0, 3)])[0] == expected

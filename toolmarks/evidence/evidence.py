@@ -457,7 +457,7 @@ class Evidence:
         if not isinstance(handle, pyewf.handle):
             return None
         self._media_file = file_object  # kept open, and so cached, till close()
-        log = verify.ChunkLog(handle)
+        log = verify.ChunkLog(handle, self.image_info.get("segments"))
         file_object._file_object = log
         return log
 

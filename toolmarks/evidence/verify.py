@@ -124,19 +124,39 @@ def bad_sectors(handle: Any) -> Runs:
     return errors
 
 
+# libewf keeps about 160 bytes for every chunk a handle has read, for as long
+# as the handle is open: 5 MiB per GiB of media, GiBs per worker on a TB image.
+# A ChunkLog opens a fresh handle after decoding this much.
+RENEW_AFTER = 8 * 1024**3
+
+
 class ChunkLog:
     """The pyewf handle dfvfs reads an EWF image through, noting which chunks
-    each read decoded (libewf decodes, and checks, whole chunks)."""
+    each read decoded (libewf decodes, and checks, whole chunks). Given the
+    segment files, it replaces the handle with a fresh one every `renew_after`
+    bytes, keeping the failures the old one noted."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(
+        self,
+        handle: Any,
+        segments: list[str] | None = None,
+        renew_after: int = RENEW_AFTER,
+    ) -> None:
         self._handle = handle
+        self._segments = segments
+        self._renew_after = renew_after
+        self._since_renewed = 0
+        self._noted: Runs = []  # by the handles closed since
+        self.renewed = 0
         self._chunk_size = handle.get_chunk_size()
         self._runs: list[list[int]] = []
 
     def read(self, size: int | None = None) -> bytes:
+        self._renew_if_due()
         offset = self._handle.get_offset()
         data = self._handle.read(size) if size is not None else self._handle.read()
         if data:
+            self._since_renewed += len(data)
             first = offset // self._chunk_size
             last = (offset + len(data) - 1) // self._chunk_size
             runs = self._runs
@@ -153,11 +173,30 @@ class ChunkLog:
         # seek, get_offset, get_media_size, close...: the handle's own.
         return getattr(self._handle, name)
 
+    def _renew_if_due(self) -> None:
+        if self._segments is None or self._since_renewed < self._renew_after:
+            return
+        self._since_renewed = 0
+        try:
+            fresh = pyewf.handle()
+            fresh.open(self._segments, "r")
+            fresh.seek(self._handle.get_offset())
+        except (OSError, RuntimeError, TypeError):
+            self._segments = None  # read on with the handle at hand
+            return
+        self._noted = self._bad_sectors()
+        self._handle.close()
+        self._handle = fresh
+        self.renewed += 1
+
+    def _bad_sectors(self) -> Runs:
+        return merge([*self._noted, *bad_sectors(self._handle)])
+
     def take(self) -> tuple[Runs, Runs]:
         """(chunk runs decoded since the last take, bad sectors noted so far)."""
         runs = merge((first, last) for first, last in self._runs)
         self._runs = []
-        return runs, bad_sectors(self._handle)
+        return runs, self._bad_sectors()
 
     @property
     def geometry(self) -> tuple[int, int]:
@@ -165,21 +204,25 @@ class ChunkLog:
         return self._chunk_size, self._handle.get_media_size()
 
     def decode(self, runs: Runs) -> tuple[Runs, list[str]]:
-        """Decodes the chunk runs (a Decode): the bad sectors this handle noted
-        so far, and what could not be read."""
+        """Decodes the chunk runs (a Decode): the bad sectors noted so far, and
+        what could not be read."""
         problems = []
         chunk_size, media_size = self.geometry
         for first, last in runs:
             for start in range(first, last + 1, _READ_CHUNKS):
                 offset = start * chunk_size
+                if offset >= media_size:
+                    break
                 size = min(_READ_CHUNKS, last + 1 - start) * chunk_size
+                self._renew_if_due()
                 try:
-                    self._handle.read_buffer_at_offset(
+                    data = self._handle.read_buffer_at_offset(
                         min(size, media_size - offset), offset
                     )
+                    self._since_renewed += len(data)
                 except (OSError, RuntimeError) as error:
                     problems.append(f"chunks from {start}: cannot be read: {error}")
-        return bad_sectors(self._handle), problems
+        return self._bad_sectors(), problems
 
 
 # Decodes chunk runs, somewhere: (sectors of the chunks that failed their
