@@ -12,14 +12,19 @@ FUSE mount, as bench/scan_throughput.py does:
   tools),
 
 and measures the existing images of scan_throughput.py too when they are in
-the workdir (the 1 GiB bench, the 100,000-file image; never built here). Runs
+the workdir (the 1 GiB bench, the 100,000-file image; never built here), and
+``padded-e01``: the 4 GiB bench volume of ``scan_throughput.py --linearity``
+padded with zeros to 32 GiB, as an E01 of 1.5 GiB segments (libewf keeps about
+160 bytes for every chunk a handle reads, and each worker reads across the
+image: 1,048,576 chunks here). Runs
 ``toolmarks scan IMAGE -o OUT --force`` on each with the default workers,
 samples the summed PSS of its process tree and every process's peak RSS, gates
 both against 1 GiB, and checks that exactly the planted hits were found, at
 their planted offsets. Needs root (ntfs-3g FUSE mount) for the one-time build.
 See bench/README.md.
 
-    python bench/memory.py [--workdir DIR] [--images big-sparse,wide-dir,existing]
+    python bench/memory.py [--workdir DIR]
+        [--images big-sparse,wide-dir,existing,padded-e01]
         [--workers N] [--interval S]
 """
 
@@ -92,6 +97,51 @@ def _cached(workdir: Path, name: str, key: dict, image_mib: int) -> dict | None:
             print(f"using cached image {raw}", file=sys.stderr)
             return manifest
     return None
+
+
+PADDED_GIB = 32
+
+
+def build_padded_e01(workdir: Path, name: str) -> dict | None:
+    """The 4 GiB bench volume padded to PADDED_GIB as an E01, unless cached;
+    None when scan_throughput.py --linearity has not built that volume."""
+    source = workdir / f"bench-{st.LINEARITY_FACTOR * 1024}M"
+    if not (
+        source.with_suffix(".raw").exists() and source.with_suffix(".json").exists()
+    ):
+        print(f"{source}.raw: not in {workdir}, {name} not built", file=sys.stderr)
+        return None
+    manifest = json.loads(source.with_suffix(".json").read_text())
+    key = {
+        "version": MEMORY_LAYOUT_VERSION,
+        "source": manifest.get("key"),
+        "gib": PADDED_GIB,
+    }
+    e01, done = workdir / f"{name}.E01", workdir / f"{name}.json"
+    if e01.exists() and done.exists() and json.loads(done.read_text()) == key:
+        print(f"using cached image {e01}", file=sys.stderr)
+        return manifest
+    if shutil.which("ewfacquirestream") is None:
+        raise BenchError("ewfacquirestream is missing (Debian: ewf-tools)")
+    done.unlink(missing_ok=True)
+    for stale in workdir.glob(f"{name}.E[0-9A-Z][0-9A-Z]"):
+        stale.unlink()
+    raw = workdir / f"{name}.raw"
+    print(f"building {e01} ({PADDED_GIB} GiB of media) ...", file=sys.stderr)
+    try:
+        st._run(["cp", "--sparse=always", str(source.with_suffix(".raw")), str(raw)])
+        with raw.open("r+b") as handle:
+            handle.truncate(PADDED_GIB * GIB)
+        with raw.open("rb") as stdin:
+            st._run(
+                ["ewfacquirestream", "-q", "-t", str(workdir / name), "-f", "encase6"]
+                + ["-c", "deflate:fast", "-S", "1.5GiB"],
+                stdin=stdin,
+            )
+    finally:
+        raw.unlink(missing_ok=True)
+    done.write_text(json.dumps(key))
+    return manifest
 
 
 def _new_volume(workdir: Path, name: str, image_mib: int, label: str) -> Path:
@@ -513,9 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--images",
-        default="big-sparse,wide-dir,existing",
+        default="big-sparse,wide-dir,existing,padded-e01",
         help="comma-separated: big-sparse, wide-dir, existing (scan_throughput's "
-        "images found in the workdir) (default: %(default)s)",
+        "images found in the workdir), padded-e01 (default: %(default)s)",
     )
     parser.add_argument(
         "--workers", type=int, default=0, help="passed to scan (default: its own)"
@@ -527,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     wanted = {name.strip() for name in args.images.split(",") if name.strip()}
-    unknown = wanted - {"big-sparse", "wide-dir", "existing"}
+    unknown = wanted - {"big-sparse", "wide-dir", "existing", "padded-e01"}
     if unknown:
         parser.error(f"unknown images: {', '.join(sorted(unknown))}")
     try:
@@ -538,6 +588,11 @@ def main(argv: list[str] | None = None) -> int:
         if "wide-dir" in wanted:
             name = "memory-wide-dir"
             manifests[f"{name}.raw"] = build_wide_dir(workdir, name)
+        if "padded-e01" in wanted:
+            name = "memory-padded-e01"
+            padded = build_padded_e01(workdir, name)
+            if padded is not None:
+                manifests[f"{name}.E01"] = padded
         if "existing" in wanted:
             for name in ("bench-1024M", f"bench-small-{st.SMALL_FILES // 1000}k"):
                 path = workdir / f"{name}.json"
