@@ -97,11 +97,12 @@ def test_bad_chunks_equal_ewfverify(demo_image: dict[str, Any], tmp_path: Path) 
                     with item.open() as stream:
                         while stream.read(1 << 20):
                             pass
-        decoded, noted = evidence.decoded_chunks()
+        assert evidence.chunk_log is not None
+        decoded, noted = evidence.chunk_log.take()
         assert noted == expected
         # A check that decodes nothing again must still report them.
         scanned = verify.check_chunks(
-            *evidence.chunk_geometry(), decoded, noted, None, lambda _: ([], [])
+            *evidence.chunk_log.geometry, decoded, noted, None, lambda _: ([], [])
         )
     assert scanned.bad_sectors == expected
     assert scanned.chunks_after_scan < alone.chunks_after_scan

@@ -74,8 +74,9 @@ def run_scan(
         )
         stack.callback(evidence.close)
         verify = verify and evidence.image_info.get("format") == "ewf"
+        log = evidence.chunk_log
         verifier = None
-        if verify and (verify_md5 or not evidence.checks_chunks):
+        if verify and (verify_md5 or log is None):
             verifier = EwfVerifier(image)
         image_info = dict(evidence.image_info)
         result, volumes = scan_image(
@@ -100,11 +101,11 @@ def run_scan(
             else:
                 result.note_chunks(evidence)  # what this process decoded
                 verification = check_chunks(
-                    *evidence.chunk_geometry(),
+                    *log.geometry,
                     result.chunks_read,
                     result.bad_sectors,
                     image_info.get("md5"),
-                    pool.decode_chunks if pool else evidence.decode_chunks,
+                    pool.decode_chunks if pool is not None else log.decode,
                     announce=checking,
                 )
             image_info["verification"] = check_verification(

@@ -101,10 +101,10 @@ class UnitResult:
 
     def note_chunks(self, evidence: Evidence) -> None:
         """Adds the EWF chunks the evidence decoded since it was last asked."""
-        decoded = evidence.decoded_chunks()
-        if decoded is not None:
-            self.chunks_read += decoded[0]
-            self.bad_sectors += decoded[1]
+        if evidence.chunk_log is not None:
+            runs, bad = evidence.chunk_log.take()
+            self.chunks_read += runs
+            self.bad_sectors += bad
 
 
 def windows_path(item: FileItem) -> str:
@@ -708,8 +708,10 @@ def _scan_free(label: str, unit: Unit) -> UnitResult:
 
 
 def _decode_chunks(runs: Runs) -> tuple[Runs, list[str]]:
-    evidence, _ = _worker_scanner()
-    return evidence.decode_chunks(runs)
+    log = _worker_scanner()[0].chunk_log
+    if log is None:
+        raise RuntimeError(f"{_worker['image']}: no EWF chunks noted here")
+    return log.decode(runs)
 
 
 def count_totals(image: str, options: ScanOptions) -> tuple[int, int]:

@@ -292,31 +292,11 @@ class Evidence:
         importlib.import_module("dfvfs.resolver_helpers")
 
     @property
-    def checks_chunks(self) -> bool:
-        """Whether the EWF chunks this Evidence decodes are noted, with their
-        checksum errors (decoded_chunks)."""
-        return self._chunk_log is not None
-
-    def decoded_chunks(self) -> tuple[verify.Runs, verify.Runs] | None:
-        """(chunk runs decoded since the last call, sectors of the chunks whose
-        checksum failed so far) of an EWF image; None for other formats or
-        when pyewf cannot tell its checksum errors."""
-        if self._chunk_log is None:
-            return None
-        return self._chunk_log.take()
-
-    def chunk_geometry(self) -> tuple[int, int]:
-        """(chunk size, media size) of an EWF image whose chunks are noted."""
-        if self._chunk_log is None:
-            raise EvidenceError(f"{self.image_path}: no EWF chunks noted")
-        return self._chunk_log.geometry
-
-    def decode_chunks(self, runs: verify.Runs) -> tuple[verify.Runs, list[str]]:
-        """Decodes EWF chunk runs through this Evidence's handle: the sectors of
-        the chunks it noted failing so far, and what could not be read."""
-        if self._chunk_log is None:
-            raise EvidenceError(f"{self.image_path}: no EWF chunks noted")
-        return self._chunk_log.decode(runs)
+    def chunk_log(self) -> verify.ChunkLog | None:
+        """The EWF chunks this Evidence's reads decoded and the checksum
+        failures noted (verify.ChunkLog); None for other formats or when pyewf
+        cannot tell its checksum errors."""
+        return self._chunk_log
 
     def open_media(self) -> Any:
         """Read-only file-like object of the whole media (decoded EWF, QCOW...)."""

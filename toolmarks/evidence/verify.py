@@ -177,11 +177,12 @@ class ChunkLog:
         if self._segments is None or self._since_renewed < self._renew_after:
             return
         self._since_renewed = 0
+        fresh = pyewf.handle()
         try:
-            fresh = pyewf.handle()
             fresh.open(self._segments, "r")
             fresh.seek(self._handle.get_offset())
         except (OSError, RuntimeError, TypeError):
+            fresh.close()
             self._segments = None  # read on with the handle at hand
             return
         self._noted = self._bad_sectors()
