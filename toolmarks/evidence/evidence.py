@@ -29,7 +29,7 @@ from dfvfs.resolver import context as dfvfs_context
 from dfvfs.resolver import resolver
 from dfvfs.volume import factory as volume_system_factory
 
-from toolmarks.evidence import generic, tsk, verify
+from toolmarks.evidence import generic, mft, tsk, verify
 from toolmarks.evidence.model import (
     EvidenceError,
     FileItem,
@@ -163,7 +163,7 @@ class Evidence:
         """Every file entry of the volume's file system, deleted ones included."""
         handle = self._handle(volume)
         if isinstance(handle, tsk.TSKFileSystem):
-            return tsk.TSKWalker(handle, volume, self._warn).walk()
+            return mft.MftWalker(handle, volume, self._warn).walk()
         return generic.DfvfsWalker(handle, volume, self._warn).walk()
 
     def stream_sizes(self, volume: Volume, metadata: bool) -> Iterator[int] | None:

@@ -151,6 +151,30 @@ class FsntfsVolume:
             raise OSError(f"libfsntfs finds no stream {stream} in MFT entry {inode}")
         return found
 
+    def volume(self) -> Any:
+        """The pyfsntfs volume.
+
+        Raises:
+          OSError: libfsntfs cannot open it.
+        """
+        return self._open()
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Bytes of the volume itself (index buffers the walk reads raw).
+
+        Raises:
+          OSError: the volume cannot be read there.
+        """
+        self._open()
+        try:
+            self._file_object.seek(offset)
+            data = self._file_object.read(size)
+        except Exception as error:  # noqa: BLE001 - dfvfs back ends raise many types
+            raise OSError(f"volume offset {offset}: {short(error)}") from None
+        if len(data) != size:
+            raise OSError(f"volume offset {offset}: short read")
+        return data
+
     def _open(self) -> Any:
         if self._volume is not None:
             return self._volume

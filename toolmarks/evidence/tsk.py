@@ -87,7 +87,7 @@ TSK_ATTRLIST_ENTRIES = 256
 TSK_ATTRLIST_ATTRIBUTES = 255
 
 # What pytsk3 raises on damaged entries; anything else is a bug and surfaces.
-_ENTRY_ERRORS = (OSError, RuntimeError, ValueError, AttributeError, TypeError)
+ENTRY_ERRORS = (OSError, RuntimeError, ValueError, AttributeError, TypeError)
 
 # Which time stamps a file system really has, as dfvfs' TSKFileEntry decides;
 # TSK fills the others with 0.
@@ -309,7 +309,7 @@ class TSKFileSystem:
                     for run in attribute
                     if not int(run.flags) & _RUN_NOT_ON_DISK
                 ]
-        except _ENTRY_ERRORS as exception:
+        except ENTRY_ERRORS as exception:
             raise OSError(f"entry {inode}: {exception}") from None
         return []
 
@@ -324,7 +324,7 @@ class TSKFileSystem:
             return None
         try:
             meta = self.fs_info.open_meta(inode=inode).info.meta
-        except _ENTRY_ERRORS:
+        except ENTRY_ERRORS:
             return None
         if meta is None or int(meta.flags) & _META_ALLOC:
             return None
@@ -394,7 +394,7 @@ class TSKFileSystem:
                     _NTFS_BITMAP_ENTRY, None, None, size, "$Bitmap"
                 )
                 self._bitmap = stream.read()
-            except (*_ENTRY_ERRORS, OSError):
+            except (*ENTRY_ERRORS, OSError):
                 self._bitmap = b""
         return self._bitmap or None
 
@@ -527,7 +527,7 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}{name}" if parent.endswith("/") else f"{parent}/{name}"
 
 
-class _Entry:
+class Entry:
     """What the walk learnt about one directory entry."""
 
     __slots__ = (
@@ -542,7 +542,7 @@ class _Entry:
     )
 
 
-def _make_path_spec(
+def make_path_spec(
     volume: Volume, inode: int | None, path: str, stream: str | None
 ) -> Any:
     kwargs: dict[str, Any] = {"location": path, "parent": volume.path_spec}
@@ -585,17 +585,8 @@ class TSKWalker:
 
     def walk(self) -> Iterator[FileItem]:
         fs = self._fs
+        yield from self.root_streams()
         root = fs.root_inum
-        # Names of the root directory's own ADS, which no directory lists.
-        try:
-            root_file = fs.fs_info.open_meta(inode=root)
-            if fs.is_ntfs:
-                yield from self._named_streams(
-                    root_file, root_file.info.meta, "/", True
-                )
-        except _ENTRY_ERRORS as exception:
-            self._warn(self._volume.where("/"), f"cannot read root entry: {exception}")
-
         visited = {root}
         first = self._open_dir(root, "/")
         if first is None:
@@ -608,13 +599,32 @@ class TSKWalker:
         # that walk would learn and lists the orphans itself at the end.
         names = ntfs_orphans.NamedEntries(int(fs.fs_info.info.last_inum))
         yield from self._walk_tree([(first, "/", 0)], visited, names)
+        yield from self.orphans(names, visited)
+
+    def root_streams(self) -> Iterator[FileItem]:
+        """The root directory's own ADS, which no directory lists."""
+        fs = self._fs
+        try:
+            root_file = fs.fs_info.open_meta(inode=fs.root_inum)
+            if fs.is_ntfs:
+                yield from self._named_streams(
+                    root_file, root_file.info.meta, "/", True
+                )
+        except ENTRY_ERRORS as exception:
+            self._warn(self._volume.where("/"), f"cannot read root entry: {exception}")
+
+    def orphans(
+        self, names: ntfs_orphans.NamedEntries, visited: set[int]
+    ) -> Iterator[FileItem]:
+        """$OrphanFiles and what it holds, once the named tree was walked and
+        noted in names (visited: the directories walked)."""
         entry = names.orphan_dir
         if entry is None:
             return
-        orphans = ntfs_orphans.list_orphans(fs.fs_info, names)
+        orphans = ntfs_orphans.list_orphans(self._fs.fs_info, names)
         try:
-            yield from self._items(entry)
-        except _ENTRY_ERRORS as exception:
+            yield from self.items(entry)
+        except ENTRY_ERRORS as exception:
             self._warn(self._volume.where(entry.path), f"unreadable entry: {exception}")
         visited.add(entry.meta_addr)
         sub: Iterator[Any] | None
@@ -654,11 +664,11 @@ class TSKWalker:
                 stack.pop()
                 continue
             try:
-                if isinstance(tsk_file, _Entry):
-                    entry: _Entry | None = tsk_file
+                if isinstance(tsk_file, Entry):
+                    entry: Entry | None = tsk_file
                 else:
                     entry = self._entry(tsk_file, dir_path)
-            except _ENTRY_ERRORS as exception:
+            except ENTRY_ERRORS as exception:
                 self._warn(
                     self._volume.where(dir_path), f"unreadable entry: {exception}"
                 )
@@ -677,8 +687,8 @@ class TSKWalker:
                 if meta is not None:
                     names.note(entry.meta_addr, entry.meta_seq, meta, depth is not None)
             try:
-                yield from self._items(entry)
-            except _ENTRY_ERRORS as exception:
+                yield from self.items(entry)
+            except ENTRY_ERRORS as exception:
                 # Still descend below: a directory whose streams cannot be
                 # listed may well have readable children.
                 self._warn(
@@ -698,7 +708,7 @@ class TSKWalker:
 
     @staticmethod
     def _tsk_goes_into(
-        entry: _Entry, depth: int, descend: bool, names: ntfs_orphans.NamedEntries
+        entry: Entry, depth: int, descend: bool, names: ntfs_orphans.NamedEntries
     ) -> int | None:
         """The depth TSK's own walk goes into a directory entry at, None if it
         does not; notes where this walk cannot follow it."""
@@ -738,13 +748,13 @@ class TSKWalker:
 
     def _orphan_entries(
         self, orphans: list[tuple[int, bytes]], dir_path: str
-    ) -> Iterator[_Entry]:
+    ) -> Iterator[Entry]:
         """The entries of $OrphanFiles as the walk reads TSK's listing: a
         deleted name of unknown type, its MFT entry loaded again."""
         for inum, name in orphans:
             if name in (b".", b".."):
                 continue
-            entry = _Entry()
+            entry = Entry()
             entry.path = _join(dir_path, _decode(name))
             entry.name_alloc = False
             entry.meta_addr = inum
@@ -759,42 +769,62 @@ class TSKWalker:
                 entry.meta = None
             yield entry
 
-    def _entry(self, tsk_file: Any, dir_path: str) -> _Entry | None:
+    def _entry(self, tsk_file: Any, dir_path: str) -> Entry | None:
         info = tsk_file.info
         name_info = info.name
         raw_name = name_info.name
         if raw_name in (b".", b"..", ".", ".."):
             return None
-        entry = _Entry()
-        entry.path = _join(dir_path, _decode(raw_name))
-        entry.name_alloc = bool(int(name_info.flags) & _NAME_ALLOC)
-        entry.meta_addr = int(name_info.meta_addr)
-        entry.meta_seq = int(name_info.meta_seq)
-        entry.name_type = int(name_info.type)
+        return self.entry(
+            _join(dir_path, _decode(raw_name)),
+            bool(int(name_info.flags) & _NAME_ALLOC),
+            int(name_info.meta_addr),
+            int(name_info.meta_seq),
+            int(name_info.type),
+            tsk_file,
+            info.meta,
+        )
+
+    def entry(
+        self,
+        path: str,
+        name_alloc: bool,
+        meta_addr: int,
+        meta_seq: int,
+        name_type: int,
+        tsk_file: Any = None,
+        meta: Any = None,
+    ) -> Entry:
+        """The entry of one name (TSK's file of it, if listed by TSK)."""
+        entry = Entry()
+        entry.path = path
+        entry.name_alloc = name_alloc
+        entry.meta_addr = meta_addr
+        entry.meta_seq = meta_seq
+        entry.name_type = name_type
         entry.tsk_file = tsk_file
-        meta = info.meta
         # pytsk3 leaves meta empty for most deleted names; load it ourselves,
         # as fls does. Inode 0 means "no inode" except on NTFS ($MFT), whose
         # $MFT entry is always allocated and so already has its meta.
-        if meta is None and entry.meta_addr:
+        if meta is None and (meta_addr or (name_alloc and tsk_file is None)):
             try:
-                entry.tsk_file = self._fs.fs_info.open_meta(inode=entry.meta_addr)
+                entry.tsk_file = self._fs.fs_info.open_meta(inode=meta_addr)
                 meta = entry.tsk_file.info.meta
             except OSError:
                 meta = None
         entry.meta = meta
         entry.realloc = False
-        if meta is not None and not entry.name_alloc:
+        if meta is not None and not name_alloc:
             if int(meta.flags) & _META_ALLOC:
                 entry.realloc = True
             elif self._fs.is_ntfs:
                 # NTFS bumps an entry's sequence number when it is freed; a
                 # larger gap means the entry was reused by another file since.
-                gap = (int(meta.seq) - int(name_info.meta_seq)) & 0xFFFF
+                gap = (int(meta.seq) - meta_seq) & 0xFFFF
                 entry.realloc = gap > 1
         return entry
 
-    def _items(self, entry: _Entry) -> Iterator[FileItem]:
+    def items(self, entry: Entry) -> Iterator[FileItem]:
         fs = self._fs
         meta = entry.meta
         name_type = entry.name_type
@@ -812,7 +842,7 @@ class TSKWalker:
                 is_file=is_file,
                 times={},
                 path_spec=functools.partial(
-                    _make_path_spec, self._volume, inode, entry.path, None
+                    make_path_spec, self._volume, inode, entry.path, None
                 ),
                 is_dir=is_dir,
                 has_metadata=False,
@@ -835,7 +865,7 @@ class TSKWalker:
             is_file=is_file,
             times=times,
             path_spec=functools.partial(
-                _make_path_spec, self._volume, inode, entry.path, None
+                make_path_spec, self._volume, inode, entry.path, None
             ),
             is_dir=is_dir,
             reallocated=entry.realloc,
@@ -847,7 +877,14 @@ class TSKWalker:
             and not entry.realloc  # another file's entry, read under its name
         ):
             # TSK cannot open this entry again to read it: libfsntfs reads it all.
-            yield from self._through_libfsntfs(item, entry.tsk_file)
+            try:
+                tsk_has_data = any(
+                    int(a.info.type) == _ATTR_NTFS_DATA and not a.info.name
+                    for a in entry.tsk_file
+                )
+            except ENTRY_ERRORS:
+                tsk_has_data = False
+            yield from self.through_libfsntfs(item, tsk_has_data)
             return
         # One pass over the attributes for the location and the named streams:
         # each pass makes a Python object per attribute (2 µs a file).
@@ -921,7 +958,7 @@ class TSKWalker:
                 allocated,
                 realloc,
                 times,
-                functools.partial(_make_path_spec, self._volume, inode, path, stream),
+                functools.partial(make_path_spec, self._volume, inode, path, stream),
             )
             item._opener = functools.partial(
                 self._fs.content,
@@ -943,21 +980,17 @@ class TSKWalker:
             )
         yield from items
 
-    def _through_libfsntfs(self, item: FileItem, tsk_file: Any) -> Iterator[FileItem]:
+    def through_libfsntfs(
+        self, item: FileItem, tsk_has_data: bool
+    ) -> Iterator[FileItem]:
         """The default item and the alternate data streams of an entry TSK
-        left half-loaded, read through libfsntfs; what cannot be is said."""
+        left half-loaded (tsk_has_data: with its $DATA attribute), read
+        through libfsntfs; what cannot be is said."""
         fs = self._fs
         inode = item.inode
         assert inode is not None and fs.fallback is not None
         where = self._volume.where(item.path)
         reason = fs.load_error(inode) or "its attributes are not all loaded"
-        try:
-            tsk_has_data = any(
-                int(a.info.type) == _ATTR_NTFS_DATA and not a.info.name
-                for a in tsk_file
-            )
-        except _ENTRY_ERRORS:
-            tsk_has_data = False
         lost_data = item.is_file and not tsk_has_data
         what = "the $DATA attribute" if lost_data else "all its attributes"
         why = f"MFT entry {inode} ({item.path}): TSK could not load {what}: {reason}"
@@ -1096,7 +1129,7 @@ class TSKWalker:
             data = tsk_file.read_random(
                 0, int(attr_info.size), _ATTR_NTFS_ATTRLIST, int(attr_info.id)
             )
-        except _ENTRY_ERRORS as error:
+        except ENTRY_ERRORS as error:
             self._warn(
                 where,
                 f"{name}: its $ATTRIBUTE_LIST cannot be read ({error}): only the "
@@ -1221,7 +1254,7 @@ def lookup(
                 size = int(attr_info.size)
                 item = FileItem(
                     volume, path, stream, inode, size, True, True, times,
-                    _make_path_spec(volume, inode, path, stream),
+                    make_path_spec(volume, inode, path, stream),
                 )  # fmt: skip
                 item._opener = fs.opener(
                     inode, _ATTR_NTFS_DATA, int(attr_info.id), size, item.display_path
@@ -1231,7 +1264,7 @@ def lookup(
     size = int(meta.size) if is_file else 0
     item = FileItem(
         volume, path, "", inode, size, True, is_file, times,
-        _make_path_spec(volume, inode, path, None), is_dir=is_dir,
+        make_path_spec(volume, inode, path, None), is_dir=is_dir,
     )  # fmt: skip
     if is_file:
         item._opener = fs.opener(inode, None, None, size, item.display_path)
@@ -1265,7 +1298,7 @@ def taken_over(fs: TSKFileSystem, volume: Volume, key: tuple[Any, ...]) -> FileI
     location, reopen, times = key[9:]
     if times is None:
         times = Times(fs, inode) if has_meta and inode is not None else {}
-    make = _make_path_spec
+    make = make_path_spec
     if reopen is not None and reopen[0] == "fsntfs":
         make = _make_ntfs_path_spec
     path_spec = functools.partial(make, volume, inode, path, stream or None)

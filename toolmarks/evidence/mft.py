@@ -1,0 +1,667 @@
+"""Walking an NTFS volume in $MFT record order, listing what TSK's walk lists.
+
+TSK 4.15 builds an NTFS directory listing from the directory's $I30 index
+entries plus every MFT entry whose $FILE_NAME names the directory at its
+sequence number (ntfs_dent.cpp), and lists the deleted entries no name reaches
+under $OrphanFiles. This walk reads each $MFT record once, in order, with
+libfsntfs and builds the same paths from the parent references; a pass over
+the directories' raw $I30 adds the names only an index holds. On 100,000 small
+files it costs half of TSK's walk, and TSK's listing of one directory grows
+with the square of its entries.
+
+TSK still reads, entry by entry, what TSKWalker knows how to list: entries
+with alternate data streams or an attribute list, data runs TSK may refuse,
+names only an index holds, and $OrphanFiles. Where the volume leaves the
+answer open (a record libfsntfs refuses, a tree deeper than TSK walks, a
+directory only an index names), TSKWalker walks the whole volume instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytsk3
+from dfdatetime import definitions as dfdatetime_definitions
+from dfvfs.lib import tsk_time
+
+from toolmarks.evidence import fsntfs, ntfs_orphans, tsk
+from toolmarks.evidence.model import FileItem, Volume
+
+ROOT = 5
+_FILE_NAME = 0x30
+_ATTRIBUTE_LIST = 0x20
+_INDEX_ROOT = 0x90
+_INDEX_ALLOCATION = 0xA0
+_DOS = 2  # $FILE_NAME name space: the 8.3 name only
+_WIN_DOS = 3  # one name for both
+_INDEX = 0xFFFFFFFFFFFF  # of a file reference (the rest is a sequence number)
+# TSK's walk stops at 128 levels and at paths of 4,096 bytes.
+_MAX_DEPTH = 128
+_MAX_PATH = 4096
+_NAME_DIR = int(pytsk3.TSK_FS_NAME_TYPE_DIR)
+_NAME_REG = int(pytsk3.TSK_FS_NAME_TYPE_REG)
+_NAME_VIRT_DIR = int(pytsk3.TSK_FS_NAME_TYPE_VIRT_DIR)
+_META_DIRS = (int(pytsk3.TSK_FS_META_TYPE_DIR), int(pytsk3.TSK_FS_META_TYPE_VIRT_DIR))
+_ATTRS_LOADED = 1  # TSK_FS_META_ATTR_STUDIED, as in tsk.py
+_PRECISION = dfdatetime_definitions.PRECISION_100_NANOSECONDS
+_1601_TO_1970 = 116_444_736_000_000_000  # FILETIME of the POSIX epoch
+_TIME_KEYS = ("creation", "modification", "access", "change")
+
+_u16 = struct.Struct("<H").unpack_from
+_u32 = struct.Struct("<I").unpack_from
+_u64 = struct.Struct("<Q").unpack_from
+
+
+class _Doubt(Exception):
+    """This walk cannot tell TSK's answer for sure: TSK walks the volume."""
+
+
+class FileTimes(Mapping[str, Any]):
+    """An entry's $STANDARD_INFORMATION times as TSK reports them (TSKTime),
+    made when first read: most entries' times are never shown."""
+
+    __slots__ = ("_filetimes", "_values")
+
+    def __init__(self, filetimes: tuple[int, int, int, int]) -> None:
+        self._filetimes: tuple[int, int, int, int] | None = filetimes
+        self._values: dict[str, Any] | None = None
+
+    def _made(self) -> dict[str, Any]:
+        if self._values is None:
+            assert self._filetimes is not None
+            values = {}
+            for key, filetime in zip(_TIME_KEYS, self._filetimes, strict=True):
+                # TSK's nt2unixtime and nt2nano.
+                seconds = max(0, filetime - _1601_TO_1970) // 10_000_000
+                fraction = filetime % 10_000_000 * 100
+                if seconds or fraction:
+                    values[key] = tsk_time.TSKTime(
+                        fraction_of_second=fraction,
+                        precision=_PRECISION,
+                        timestamp=seconds,
+                    )
+            self._values = values
+            self._filetimes = None
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._made()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._made())
+
+    def __len__(self) -> int:
+        return len(self._made())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (self._made(),))
+
+
+class _Record:
+    """What one base MFT record says, read once."""
+
+    __slots__ = (
+        "alloc",
+        "data_loads",
+        "is_dir",
+        "location",
+        "names",
+        "seq",
+        "size",
+        "times",
+        "whole",
+    )
+
+    seq: int
+    alloc: bool
+    is_dir: bool
+    names: list[tuple[int, int, str]]  # parent, its sequence number, name
+    size: int
+    times: tuple[int, int, int, int] | None
+    location: int | None
+    # Whether TSK loads the default $DATA attribute: it has one, its data
+    # runs within the volume.
+    data_loads: bool
+    # False when TSK lists the entry's items (alternate data streams, an
+    # attribute list, data runs TSK may refuse).
+    whole: bool
+
+
+def tsk_name(name: str) -> str:
+    """A $FILE_NAME as TSK spells it (its lenient UTF-16 to UTF-8)."""
+    if name.isascii():
+        return name
+    raw = ntfs_orphans.tsk_utf8(name.encode("utf-16-le", "surrogatepass"))
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class MftWalker:
+    """Walks every name of an NTFS volume TSK opened, as TSKWalker does."""
+
+    def __init__(self, fs: tsk.TSKFileSystem, volume: Volume, warn: tsk.Warn) -> None:
+        self._fs = fs
+        self._volume = volume
+        self._warn = warn
+        self._tsk = tsk.TSKWalker(fs, volume, warn)
+        self._volume_bytes = int(fs.fs_info.info.block_count) * fs.block_size
+
+    def walk(self) -> Iterator[FileItem]:
+        fs = self._fs
+        if fs.fallback is None or not fs.is_ntfs:
+            yield from self._tsk.walk()
+            return
+        try:
+            volume = fs.fallback.volume()
+            records = self._records(volume)
+            paths = _Paths(records)
+            listed = self._listed(records, paths)
+            extra = self._index_only(volume, records, paths)
+        except (_Doubt, *fsntfs.ERRORS):
+            yield from self._tsk.walk()
+            return
+        names = ntfs_orphans.NamedEntries(int(fs.fs_info.info.last_inum))
+        visited = {fs.root_inum}
+        yield from self._tsk.root_streams()
+        for index, entry_paths, refused in listed:
+            record = records[index]
+            names.known[index] = 1
+            if record.is_dir:
+                visited.add(index)
+            for path in entry_paths:
+                if record.whole or refused:
+                    item = self._item(index, record, path)
+                    if refused:
+                        yield from self._tsk.through_libfsntfs(item, record.data_loads)
+                    else:
+                        yield item
+                    continue
+                # The name TSK makes of a parent reference: the entry's own
+                # sequence number, less one once deleted.
+                seq = record.seq if record.alloc else (record.seq - 1) & 0xFFFF
+                kind = _NAME_DIR if record.is_dir else _NAME_REG
+                entry = self._tsk.entry(path, record.alloc, index, seq, kind)
+                yield from self._entry_items(entry)
+        for entry in extra:
+            if entry.meta is not None:
+                names.note(entry.meta_addr, entry.meta_seq, entry.meta, True)
+            yield from self._entry_items(entry)
+        names.orphan_dir = self._tsk.entry(
+            "/$OrphanFiles", True, names.orphan_inum, 0, _NAME_VIRT_DIR
+        )
+        yield from self._tsk.orphans(names, visited)
+
+    def _entry_items(self, entry: tsk.Entry) -> Iterator[FileItem]:
+        try:
+            yield from self._tsk.items(entry)
+        except tsk.ENTRY_ERRORS as exception:
+            self._warn(self._volume.where(entry.path), f"unreadable entry: {exception}")
+
+    def _item(self, index: int, record: _Record, path: str) -> FileItem:
+        """The item of the default stream of an entry this walk read."""
+        fs = self._fs
+        volume = self._volume
+        is_file = not record.is_dir
+        size = record.size if is_file else 0
+        item = FileItem(
+            volume,
+            path,
+            "",
+            index,
+            size,
+            record.alloc,
+            is_file,
+            FileTimes(record.times) if record.times else {},
+            functools.partial(tsk.make_path_spec, volume, index, path, None),
+            record.is_dir,
+        )
+        if is_file:
+            item._opener = functools.partial(
+                fs.content, index, "", None, None, size, item.display_path
+            )
+            item.reopen = ("tsk", None, None)
+            item.location = record.location
+        return item
+
+    def _records(self, volume: Any) -> dict[int, _Record]:
+        """Every used base MFT record, by entry number."""
+        records: dict[int, _Record] = {}
+        get_entry = volume.get_file_entry
+        for index in range(volume.number_of_file_entries):
+            try:
+                entry = get_entry(index)
+                count = entry.number_of_attributes
+                if not count or entry.base_record_file_reference:
+                    continue  # never used, or an extension record
+                records[index] = self._record(entry, count)
+            except fsntfs.ERRORS as error:
+                raise _Doubt(f"MFT entry {index}: {fsntfs.short(error)}") from None
+        return records
+
+    def _record(self, entry: Any, count: int) -> _Record:
+        record = _Record()
+        record.names = names = []
+        whole = True
+        get_attribute = entry.get_attribute
+        for number in range(count):
+            attribute = get_attribute(number)
+            kind = attribute.attribute_type
+            if kind != _FILE_NAME:
+                if kind == _ATTRIBUTE_LIST:
+                    whole = False
+                # A record's own attributes are sorted by type.
+                elif kind > _FILE_NAME and whole:
+                    break
+                continue
+            if attribute.name_space == _DOS:
+                continue
+            parent = attribute.parent_file_reference
+            names.append(
+                (parent & _INDEX, parent >> 48, tsk_name(attribute.name or ""))
+            )
+        record.seq = entry.file_reference >> 48
+        record.alloc = entry.is_allocated()
+        record.is_dir = is_dir = entry.has_directory_entries_index()
+        times = (
+            entry.get_creation_time_as_integer(),
+            entry.get_modification_time_as_integer(),
+            entry.get_access_time_as_integer(),
+            entry.get_entry_modification_time_as_integer(),
+        )
+        record.times = None if None in times else times
+        record.size = 0
+        record.location = None
+        record.data_loads = False
+        if entry.number_of_alternate_data_streams or record.times is None:
+            whole = False
+        if not is_dir and entry.has_default_data_stream():
+            record.size = size = entry.size
+            limit = self._volume_bytes
+            # TSK refuses data runs past the end of the volume (and so any
+            # sparse file larger than it): TSKWalker says what it does then.
+            loads = size <= limit
+            for number in range(entry.number_of_extents):
+                offset, length, _ = entry.get_extent(number)
+                if not number:
+                    record.location = offset
+                if offset + length > limit:
+                    loads = False
+            record.data_loads = loads
+            whole = whole and loads
+        record.whole = whole
+        return record
+
+    def _listed(
+        self, records: dict[int, _Record], paths: _Paths
+    ) -> list[tuple[int, list[str], bool]]:
+        """(entry, its paths, whether TSK refuses to open it again) of every
+        entry TSK's walk of the named tree lists from the parent references,
+        in entry order."""
+        listed = []
+        for index, record in records.items():
+            if index == ROOT:
+                continue
+            found = paths.paths(index)
+            if not found:
+                continue
+            refused = False
+            if not record.whole:
+                try:
+                    meta = self._fs.fs_info.open_meta(inode=index).info.meta
+                except OSError:
+                    # TSK's listing keeps such an entry half-loaded only when
+                    # its name is allocated, and never walks into it.
+                    if not record.alloc or record.is_dir:
+                        raise _Doubt(f"TSK cannot open MFT entry {index}") from None
+                    refused = True
+                else:
+                    if record.is_dir and int(meta.attr_state) != _ATTRS_LOADED:
+                        raise _Doubt(f"directory {index} is not loaded whole by TSK")
+            listed.append((index, found, refused))
+        return listed
+
+    def _index_only(
+        self, volume: Any, records: dict[int, _Record], paths: _Paths
+    ) -> list[tsk.Entry]:
+        """The entries of the names directories' $I30 hold that no $FILE_NAME
+        gives any more (deleted names in index slack, names of reused entries)."""
+        known: dict[int, set[tuple[int, str]]] = {}
+        for child, record in records.items():
+            for parent, seq, name in record.names:
+                if paths.parent_holds(parent, seq):
+                    known.setdefault(parent, set()).add((child, name))
+        reader = _IndexReader(volume, self._fs.fallback)
+        extra = []
+        for index, record in records.items():
+            if not record.is_dir:
+                continue
+            dir_path = paths.dir_path(index)
+            if dir_path is None:
+                continue
+            seen: set[tuple[int, str]] = set()
+            mine = known.get(index, set())
+            for name in reader.names(index, not record.alloc, mine):
+                key = (name.addr, name.name)
+                if name.name in (".", "..") or key in seen or key in mine:
+                    continue
+                seen.add(key)
+                entry = self._tsk.entry(
+                    _join(dir_path, name.name),
+                    name.alloc,
+                    name.addr,
+                    name.seq,
+                    _NAME_DIR if name.is_dir else _NAME_REG,
+                )
+                meta = entry.meta
+                if (
+                    meta is not None
+                    and int(meta.type) in _META_DIRS
+                    and not entry.realloc
+                ):
+                    raise _Doubt(f"{entry.path}: a directory only an index names")
+                extra.append(entry)
+        return extra
+
+
+class _Paths:
+    """Directory paths by entry, from parent references, memoised."""
+
+    def __init__(self, records: dict[int, _Record]) -> None:
+        self._records = records
+        self._memo: dict[int, str | None] = {ROOT: "/"}
+        self._busy: set[int] = set()
+
+    def parent_holds(self, parent: int, seq: int) -> bool:
+        """Whether a name's parent reference is a directory TSK lists it in:
+        NTFS bumps a record's sequence number when it frees it, and TSK lists
+        a deleted directory's children by its sequence number less one."""
+        record = self._records.get(parent)
+        if record is None or not record.is_dir:
+            return False
+        return record.seq == (seq if record.alloc else seq + 1)
+
+    def dir_path(self, index: int) -> str | None:
+        if index in self._memo:
+            return self._memo[index]
+        if index in self._busy:
+            return None  # a cycle of parent references
+        self._busy.add(index)
+        found = self.paths(index)
+        self._busy.discard(index)
+        path = found[0] if found else None
+        self._memo[index] = path
+        return path
+
+    def paths(self, index: int) -> list[str]:
+        """Every path of an entry in the named tree: one per non-DOS name
+        whose parent holds."""
+        found = []
+        for parent, seq, name in self._records[index].names:
+            if name in (".", "..") or not self.parent_holds(parent, seq):
+                continue
+            parent_path = self.dir_path(parent)
+            if parent_path is None:
+                continue
+            path = _join(parent_path, name)
+            if path.count("/") >= _MAX_DEPTH or len(path.encode()) >= _MAX_PATH:
+                raise _Doubt(f"{path}: deeper than TSK walks")
+            found.append(path)
+        # Two names in one directory differ only for hard links: keep order.
+        return list(dict.fromkeys(found))
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}{name}" if parent.endswith("/") else f"{parent}/{name}"
+
+
+# -- the names only a directory's $I30 holds (TSK 4.15's ntfs_proc_idxentry) --
+
+_FNAME_SIZE = 67  # sizeof(ntfs_attr_fname) in TSK
+_NAME_DIR_FLAG = 0x10000000
+# TSK keeps a name from index slack only if its times lie in 1970-2020 (is_time).
+_1970 = (369 * 365 + 89) * 24 * 36  # seconds since 1601, in units of 100
+_2020 = _1970 + (50 * 365 + 6) * 24 * 36
+
+
+def _u48(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 6], "little")
+
+
+def _is_time(value: int) -> bool:
+    value //= 1_000_000_000
+    return bool(value) and _1970 <= value <= _2020
+
+
+class _Name:
+    __slots__ = ("addr", "alloc", "is_dir", "name", "seq")
+
+    addr: int
+    alloc: bool
+    is_dir: bool
+    name: str
+    seq: int
+
+
+def _skip_live(
+    buf: bytes,
+    at: int,
+    end_alloc: int,
+    dir_addr: int,
+    is_del: bool,
+    known: set[tuple[int, str]],
+) -> int:
+    """Where TSK's loop stands after the live entries whose (entry, name) the
+    parent references give too, which tsk_fs_dir_add drops; a DOS name only
+    ends a wait for it, which adds nothing new."""
+    if is_del:
+        return at
+    while at + 16 + _FNAME_SIZE <= end_alloc:
+        idxlen, strlen = _u16(buf, at + 8)[0], _u16(buf, at + 10)[0]
+        if not strlen or at + idxlen > end_alloc or idxlen % 4 or idxlen <= strlen:
+            return at
+        fname = at + 16
+        nspace = buf[fname + 65]
+        if _u48(buf, fname) != dir_addr or nspace > 3:
+            return at
+        if nspace != _DOS:
+            raw = buf[fname + 66 : fname + 66 + 2 * buf[fname + 64]]
+            name = tsk_name(bytes(raw).decode("utf-16-le", "surrogatepass"))
+            if (_u48(buf, at), name) not in known:
+                return at
+        at += idxlen
+    return at
+
+
+def _index_entries(
+    buf: bytes,
+    start: int,
+    length: int,
+    used: int,
+    dir_addr: int,
+    is_del: bool,
+    last_inum: int,
+    known: set[tuple[int, str]],
+    out: list[_Name],
+) -> None:
+    """ntfs_proc_idxentry over buf[start:start + length]; used: its live part."""
+    end = start + length
+    end_alloc = start + used
+    at = _skip_live(buf, start, end_alloc, dir_addr, is_del, known)
+    stash: _Name | None = None
+    parent = dir_addr.to_bytes(6, "little")
+    while at + 16 + _FNAME_SIZE < end:
+        if buf[at + 16 : at + 22] != parent:
+            # TSK steps 4 bytes at a time until an entry names this directory
+            # as its parent: jump to the next such place.
+            found = buf.find(parent, at + 17)
+            while found != -1 and (found - 16 - at) % 4:
+                found = buf.find(parent, found + 1)
+            if found == -1:
+                break
+            at = found - 16
+            continue
+        ref = _u48(buf, at)
+        idxlen, strlen = _u16(buf, at + 8)[0], _u16(buf, at + 10)[0]
+        if ref > last_inum or idxlen <= strlen or idxlen % 4 or idxlen > length:
+            at += 4
+            continue
+        fname = at + 16
+        nlen, nspace = buf[fname + 64], buf[fname + 65]
+        in_slack = strlen == 0 or at + idxlen > end_alloc
+        if in_slack and (
+            nspace > 3
+            or _u64(buf, fname + 40)[0] < _u64(buf, fname + 48)[0]
+            or nlen == 0
+            or buf[fname + 66] == 0
+            or not _is_time(_u64(buf, fname + 8)[0])
+            or not _is_time(_u64(buf, fname + 32)[0])
+            or not _is_time(_u64(buf, fname + 16)[0])
+        ):
+            at += 4
+            continue
+        if stash is not None:
+            out.append(stash)
+            stash = None
+        if nspace != _DOS:
+            name_end = fname + 66 + 2 * nlen
+            if name_end < end:
+                name = _Name()
+                name.addr = ref
+                name.seq = _u16(buf, at + 6)[0]
+                raw = ntfs_orphans.tsk_utf8(bytes(buf[fname + 66 : name_end]))
+                name.name = raw.decode("utf-8", "backslashreplace")
+                name.is_dir = bool(_u64(buf, fname + 56)[0] & _NAME_DIR_FLAG)
+                name.alloc = not (is_del or in_slack)
+                if nspace == _WIN_DOS:
+                    out.append(name)
+                else:
+                    stash = name
+        if strlen == 0:
+            at = (at + 16 + 66 + 2 * nlen + 3) // 4 * 4
+        else:
+            at += idxlen
+    if stash is not None:
+        out.append(stash)
+
+
+def _fixup(record: bytearray, length: int) -> bool:
+    upd_off, upd_cnt = _u16(record, 4)[0], _u16(record, 6)[0]
+    if (upd_cnt - 1) * 512 > length or upd_off > length or length - upd_off < 4:
+        return False
+    value = record[upd_off : upd_off + 2]
+    for index in range(1, upd_cnt):
+        at = index * 512 - 2
+        if record[at : at + 2] != value:
+            return False
+        record[at : at + 2] = record[upd_off + 2 * index : upd_off + 2 * index + 2]
+    return True
+
+
+def _runs(record: bytes, at: int) -> list[tuple[int, int]]:
+    """(first cluster, count; -1 for sparse) of a non-resident attribute's runs."""
+    runs = []
+    lcn = 0
+    while at < len(record) and record[at]:
+        header = record[at]
+        size_len, off_len = header & 0xF, header >> 4
+        count = int.from_bytes(record[at + 1 : at + 1 + size_len], "little")
+        delta = int.from_bytes(
+            record[at + 1 + size_len : at + 1 + size_len + off_len],
+            "little",
+            signed=True,
+        )
+        at += 1 + size_len + off_len
+        if off_len:
+            lcn += delta
+            runs.append((lcn, count))
+        else:
+            runs.append((-1, count))
+    return runs
+
+
+class _IndexReader:
+    """Raw $I30 of directories: libfsntfs does not hand out index slack."""
+
+    def __init__(self, volume: Any, source: fsntfs.FsntfsVolume) -> None:
+        self._mft = volume.get_file_entry(0)
+        self._record_size = volume.mft_entry_size
+        self._cluster = volume.cluster_block_size
+        self._source = source
+        self._last_inum = volume.number_of_file_entries
+
+    def names(
+        self, index: int, is_del: bool, known: set[tuple[int, str]]
+    ) -> list[_Name]:
+        size = self._record_size
+        record = bytearray(self._mft.read_buffer_at_offset(size, index * size))
+        if record[:4] != b"FILE" or not _fixup(record, size):
+            raise _Doubt(f"MFT entry {index}: bad record")
+        root = allocation = None
+        at = _u16(record, 20)[0]
+        while at + 16 <= size:
+            kind, length = _u32(record, at)[0], _u32(record, at + 4)[0]
+            if kind == 0xFFFFFFFF or not length:
+                break
+            name_len, name_off = record[at + 9], _u16(record, at + 10)[0]
+            name = record[at + name_off : at + name_off + 2 * name_len]
+            if kind == _ATTRIBUTE_LIST:
+                raise _Doubt(f"directory {index}: an attribute list")
+            if name == "$I30".encode("utf-16-le"):
+                if kind == _INDEX_ROOT:
+                    content = at + _u16(record, at + 20)[0]
+                    root = bytes(record[content : content + _u32(record, at + 16)[0]])
+                elif kind == _INDEX_ALLOCATION:
+                    allocation = (
+                        _runs(record, at + _u16(record, at + 32)[0]),
+                        _u64(record, at + 40)[0],
+                    )
+            at += length
+        out: list[_Name] = []
+        if root is None or len(root) < 32:
+            return out
+        begin, used, end = _u32(root, 16)[0], _u32(root, 20)[0], _u32(root, 24)[0]
+        if end < used or 16 + end > len(root):
+            return out
+        _index_entries(
+            root, 16 + begin, end - begin, used - begin, index, is_del,
+            self._last_inum, known, out,
+        )  # fmt: skip
+        if allocation is not None:
+            self._allocation(index, *allocation, is_del, known, out)
+        return out
+
+    def _allocation(
+        self,
+        index: int,
+        runs: list[tuple[int, int]],
+        allocated: int,
+        is_del: bool,
+        known: set[tuple[int, str]],
+        out: list[_Name],
+    ) -> None:
+        cluster = self._cluster
+        chunks = [
+            bytes(count * cluster)
+            if first < 0
+            else self._source.read_at(first * cluster, count * cluster)
+            for first, count in runs
+        ]
+        buf = b"".join(chunks)[:allocated]
+        starts = [
+            at for at in range(0, len(buf) - 40, cluster) if buf[at : at + 4] == b"INDX"
+        ]
+        for start, stop in zip(starts, [*starts[1:], len(buf)], strict=True):
+            length = stop - start
+            record = bytearray(buf[start:stop])
+            if not _fixup(record, length):
+                raise _Doubt(f"directory {index}: an index record fails its fixups")
+            begin, used = _u32(record, 24)[0], _u32(record, 28)[0]
+            first = 24 + begin
+            if first > length or 24 + used > length:
+                raise _Doubt(f"directory {index}: index list offsets past the record")
+            _index_entries(
+                bytes(record), first, length - first, used - begin, index, is_del,
+                self._last_inum, known, out,
+            )  # fmt: skip
