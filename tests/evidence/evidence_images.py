@@ -686,3 +686,249 @@ def build_ntfs_orphans(path: Path) -> dict[str, int]:
         else:
             _orphan_entry(path, entry, dos=name == "dos.txt")
     return entries
+
+
+def build_ntfs_cases(path: Path) -> None:
+    """64 MiB NTFS with the cases where an $MFT-order walk and TSK's directory
+    walk may part: hard links, a DOS name, a rename and a move (old names left
+    in index slack), deleted entries reused by new files, a deleted tree, a
+    400-file directory with half its files deleted, streams on a directory and
+    on a deleted file."""
+    _run(["truncate", "-s", "64M", str(path)])
+    _run(["mkntfs", "-F", "-Q", "-q", str(path)])
+    with ntfs_mount(path, streams=True) as mount:
+        docs = mount / "docs"
+        docs.mkdir()
+        other = mount / "other"
+        other.mkdir()
+        # One entry, three names in two directories.
+        (docs / "linked.txt").write_bytes(b"linked\n")
+        os.link(docs / "linked.txt", other / "link2.txt")
+        os.link(docs / "linked.txt", docs / "link3.txt")
+        # Win32 and DOS $FILE_NAMEs apart.
+        long_name = docs / "Long File Name.txt"
+        long_name.write_bytes(b"long\n")
+        os.setxattr(long_name, "system.ntfs_dos_name", b"LONGFI~1.TXT")
+        (docs / "before.txt").write_bytes(b"renamed\n")
+        os.rename(docs / "before.txt", docs / "after.txt")
+        (docs / "moved.txt").write_bytes(b"moved\n")
+        os.rename(docs / "moved.txt", other / "moved.txt")
+        # Deleted, its MFT entry then taken by a new file elsewhere.
+        (docs / "victim.txt").write_bytes(b"victim\n")
+        os.sync()
+        (docs / "victim.txt").unlink()
+        (other / "newcomer.txt").write_bytes(b"newcomer\n")
+        (docs / "gone.txt").write_bytes(b"gone\n")
+        with open(f"{docs}/gone.txt:secret", "wb") as stream:
+            stream.write(b"secret stream\n")
+        with open(f"{docs}:dirstream", "wb") as stream:
+            stream.write(b"on a directory\n")
+        tree = mount / "tree"
+        (tree / "sub").mkdir(parents=True)
+        for number in range(5):
+            (tree / f"t{number}.txt").write_bytes(b"t" * 100)
+            (tree / "sub" / f"s{number}.txt").write_bytes(b"s" * 100)
+        # Large enough for $INDEX_ALLOCATION: deleted names stay in INDX slack.
+        big = mount / "big"
+        big.mkdir()
+        for number in range(400):
+            (big / f"file-{number:04d}-with-a-longish-name.txt").write_bytes(
+                b"x" * (number % 50)
+            )
+        os.sync()
+        (docs / "gone.txt").unlink()
+        shutil.rmtree(tree)
+        for number in range(0, 400, 2):
+            (big / f"file-{number:04d}-with-a-longish-name.txt").unlink()
+        # The entries freed above, reused by new files in another directory.
+        fresh = mount / "fresh"
+        fresh.mkdir()
+        for number in range(30):
+            (fresh / f"n{number}.txt").write_bytes(b"new\n")
+
+
+# 2015-06-01 12:00:00 UTC as an NTFS FILETIME (100 ns units since 1601).
+FILETIME_2015 = (1433160000 + 11644473600) * 10**7
+# 2020-01-01 00:00:00 UTC: TSK takes a deleted index entry only if its times
+# lie in 1970-2020, and ntfs-3g writes the times of the day it runs.
+_FILETIME_2020 = (1577836800 + 11644473600) * 10**7
+_FILETIME_2100 = (4102444800 + 11644473600) * 10**7
+
+
+def _index_record_size(boot: bytes) -> int:
+    cluster = struct.unpack_from("<H", boot, 0x0B)[0] * boot[0x0D]
+    clusters = struct.unpack_from("<b", boot, 0x44)[0]
+    return clusters * cluster if clusters > 0 else 1 << -clusters
+
+
+def set_index_times(image: Path, filetime: int = FILETIME_2015) -> int:
+    """Sets the creation, modification, change and access times of every
+    $FILE_NAME in the image's INDX buffers (live index entries and the old
+    ones in slack) that lies after 2020 to filetime; returns how many were
+    set. Each buffer's fixups are undone first and redone after, so the last
+    two bytes of each sector keep the update sequence number."""
+    data = bytearray(image.read_bytes())
+    size = _index_record_size(data[:512])
+    sectors = size // 512
+    changed = 0
+    at = data.find(b"INDX")
+    while at != -1:
+        if at % 512 == 0 and at + size <= len(data):
+            changed += _set_buffer_times(data, at, size, sectors, filetime)
+        at = data.find(b"INDX", at + 4)
+    image.write_bytes(data)
+    return changed
+
+
+def _set_buffer_times(
+    data: bytearray, start: int, size: int, sectors: int, filetime: int
+) -> int:
+    array, count = struct.unpack_from("<HH", data, start + 4)
+    if count != sectors + 1 or array + 2 * count > size:
+        return 0
+    record = data[start : start + size]
+    number = bytes(record[array : array + 2])
+    for index in range(1, count):
+        end = index * 512
+        if record[end - 2 : end] != number:
+            return 0  # not a whole index buffer (torn, or a copy elsewhere)
+        record[end - 2 : end] = record[array + 2 * index : array + 2 * index + 2]
+    changed = 0
+    # An index entry: 16 bytes of header, then the $FILE_NAME, whose four
+    # times start at +8; entries in slack stay where they were, 8-aligned.
+    for entry in range(0x18, size - 0x52, 8):
+        times = struct.unpack_from("<4Q", record, entry + 24)
+        name_length, namespace = record[entry + 16 + 64], record[entry + 16 + 65]
+        if (
+            all(_FILETIME_2020 <= value < _FILETIME_2100 for value in times)
+            and name_length
+            and namespace <= 3
+        ):
+            struct.pack_into("<4Q", record, entry + 24, *[filetime] * 4)
+            changed += 1
+    for index in range(1, count):
+        end = index * 512
+        record[array + 2 * index : array + 2 * index + 2] = record[end - 2 : end]
+        record[end - 2 : end] = number
+    data[start : start + size] = record
+    return changed
+
+
+def end_zeroed_attribute_lists(image: Path) -> list[int]:
+    """Ends the attribute list of every MFT record where it runs into zeros
+    (an attribute of type 0) with the end marker; returns those records.
+
+    build_ntfs_orphans' _erase_index_entries zeroes stale index entries left
+    after a record's used part, and with them the attributes they straddle
+    (the deleted directory's $BITMAP and end marker): libfsntfs then refuses
+    the record, TSK reads it."""
+    with open(image, "rb") as handle:
+        handle.seek(ntfs_mft_record_offset(image, 0))
+        mft = handle.read(1024)
+    # $MFT's own size, from its unnamed $DATA (non-resident, real size at +0x30).
+    attribute = struct.unpack_from("<H", mft, 0x14)[0]
+    while struct.unpack_from("<I", mft, attribute)[0] != 0x80:
+        attribute += struct.unpack_from("<I", mft, attribute + 4)[0]
+    records = struct.unpack_from("<Q", mft, attribute + 0x30)[0] // 1024
+    mended = []
+    for entry in range(records):
+        offset = ntfs_mft_record_offset(image, entry)
+        with open(image, "rb") as handle:
+            handle.seek(offset)
+            head = handle.read(1024)
+        if head[:4] != b"FILE":
+            continue
+        attribute = struct.unpack_from("<H", head, 0x14)[0]
+        while attribute + 8 <= 1024:
+            kind, length = struct.unpack_from("<II", head, attribute)
+            if kind == 0xFFFFFFFF or not kind or not length:
+                break
+            attribute += length
+        if attribute + 8 > 1024 or kind == 0xFFFFFFFF:
+            continue
+
+        def edit(record: bytearray, at: int = attribute) -> None:
+            struct.pack_into("<II", record, at, 0xFFFFFFFF, 0)
+            struct.pack_into("<I", record, 0x18, at + 8)
+
+        patch_ntfs_record(image, entry, edit)
+        mended.append(entry)
+    return mended
+
+
+def set_standard_times(image: Path, entry: int, times: tuple[int, ...]) -> None:
+    """Sets the $STANDARD_INFORMATION FILETIMEs of MFT record entry: created,
+    modified, MFT entry modified, accessed (any 64-bit values)."""
+
+    def edit(record: bytearray) -> None:
+        attribute = struct.unpack_from("<H", record, 0x14)[0]
+        while struct.unpack_from("<I", record, attribute)[0] != 0x10:
+            length = struct.unpack_from("<I", record, attribute + 4)[0]
+            assert length, "no $STANDARD_INFORMATION"
+            attribute += length
+        content = attribute + struct.unpack_from("<H", record, attribute + 0x14)[0]
+        struct.pack_into("<4Q", record, content, *times)
+
+    patch_ntfs_record(image, entry, edit)
+
+
+# Times at the edges of TSK's conversion to POSIX seconds and nanoseconds
+# (nt2unixtime, nt2nano): none, before 1970, past 2038 and past 2106 (more
+# seconds than 32 bits hold), the largest 64-bit values.
+_EPOCH = 116_444_736_000_000_000  # 1970-01-01 as a FILETIME
+EDGE_TIMES = {
+    "/plain.txt": (0, 1, _EPOCH - 1, _EPOCH),
+    "/file.txt": (_EPOCH + 1, (2**31 + 5) * 10**7 + _EPOCH, 2**63 - 1, 2**64 - 1),
+    "/Users/bob/AppData/nested.txt": (
+        (2**32 + 7) * 10**7 + _EPOCH + 1234567,
+        2**63,
+        (2**32 - 1) * 10**7 + _EPOCH + 9_999_999,
+        0,
+    ),
+}
+
+
+def build_ntfs_edge_times(path: Path) -> None:
+    """build_ntfs's image with EDGE_TIMES in three files' $STANDARD_INFORMATION."""
+    build_ntfs(path)
+    for inside, times in EDGE_TIMES.items():
+        set_standard_times(path, ntfs_entry_of(path, inside), times)
+
+
+def build_ntfs_deep(path: Path, name: str, levels: int, last: int = 0) -> str:
+    """32 MiB NTFS with /deep/NAME/NAME/... levels deep (TSK's own walk stops
+    at 128 levels and at paths of 4,096 bytes), the file f<level>.txt in each
+    level and deleted in every other one, a file whose path is last bytes
+    long in the deepest directory (if last), and two names in /case apart
+    only in case (POSIX name space). Returns the deepest file's path."""
+    _run(["truncate", "-s", "32M", str(path)])
+    _run(["mkntfs", "-F", "-Q", "-q", str(path)])
+    inside = "/deep"
+    with ntfs_mount(path) as mount:
+        (mount / "deep").mkdir()
+        # By directory descriptor: the paths pass Linux's PATH_MAX.
+        parent = os.open(mount / "deep", os.O_RDONLY | os.O_DIRECTORY)
+        files = []
+        for level in range(levels):
+            os.mkdir(name, dir_fd=parent)
+            here = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent)
+            os.close(parent)
+            parent = here
+            inside += f"/{name}"
+            files.append(f"f{level}.txt")
+            if level == levels - 1 and last:
+                files.append("x" * (last - len(inside) - 1))
+            for file in files:
+                handle = os.open(file, os.O_WRONLY | os.O_CREAT, dir_fd=parent)
+                os.write(handle, b"level %d\n" % level)
+                os.close(handle)
+            if level % 2:
+                os.sync()
+                os.unlink(files[0], dir_fd=parent)
+            files = []
+        os.close(parent)
+        case = mount / "case"
+        case.mkdir()
+        (case / "a.txt").write_bytes(b"lower\n")
+        (case / "A.txt").write_bytes(b"upper\n")
+    return inside

@@ -955,11 +955,13 @@ def _scan_in_pool(
             plan.append((volume, None, shares, rest))
             continue
         on_disk: set[str] = set()
-        for batch in _batches(_noting_paths(evidence.walk(volume), on_disk)):
-            for index, share in enumerate(_shares(batch, workers, options)):
-                if share:
-                    keys = [Evidence.hand_over(item) for item in share]
-                    shares[index].append(submit(_scan_share, volume.label, keys))
+        walk = _noting_paths(evidence.walk(volume), on_disk)
+        with _fewer_collections():
+            for batch in _batches(walk):
+                for index, share in enumerate(_shares(batch, workers, options)):
+                    if share:
+                        keys = [Evidence.hand_over(item) for item in share]
+                        shares[index].append(submit(_scan_share, volume.label, keys))
         rest = [
             submit(_scan_free, volume.label, unit) if options.unallocated else None
             for unit in units

@@ -49,6 +49,7 @@ _ATTRS_LOADED = 1  # TSK_FS_META_ATTR_STUDIED, as in tsk.py
 _PRECISION = dfdatetime_definitions.PRECISION_100_NANOSECONDS
 _1601_TO_1970 = 116_444_736_000_000_000  # FILETIME of the POSIX epoch
 _TIME_KEYS = ("creation", "modification", "access", "change")
+_RECORD_NAME_BYTES = 256  # the name TSK copies from an MFT record's $FILE_NAME
 
 _u16 = struct.Struct("<H").unpack_from
 _u32 = struct.Struct("<I").unpack_from
@@ -74,8 +75,10 @@ class FileTimes(Mapping[str, Any]):
             assert self._filetimes is not None
             values = {}
             for key, filetime in zip(_TIME_KEYS, self._filetimes, strict=True):
-                # TSK's nt2unixtime and nt2nano.
+                # TSK's nt2unixtime (0 before 1970 and past 2106) and nt2nano.
                 seconds = max(0, filetime - _1601_TO_1970) // 10_000_000
+                if seconds > 0xFFFFFFFF:
+                    seconds = 0
                 fraction = filetime % 10_000_000 * 100
                 if seconds or fraction:
                     values[key] = tsk_time.TSKTime(
@@ -130,12 +133,14 @@ class _Record:
     whole: bool
 
 
-def tsk_name(name: str) -> str:
-    """A $FILE_NAME as TSK spells it (its lenient UTF-16 to UTF-8)."""
-    if name.isascii():
-        return name
+def tsk_name(name: str, limit: int | None = None) -> str:
+    """A name as TSK spells it: its lenient UTF-16 to UTF-8, cut to limit
+    bytes (TSK lists the names of an MFT record's $FILE_NAMEs in 256 bytes,
+    those of an index in full)."""
+    if name.isascii() and "\x00" not in name:
+        return name[:limit]
     raw = ntfs_orphans.tsk_utf8(name.encode("utf-16-le", "surrogatepass"))
-    return raw.decode("utf-8", "backslashreplace")
+    return raw.split(b"\x00", 1)[0][:limit].decode("utf-8", "backslashreplace")
 
 
 class MftWalker:
@@ -147,19 +152,21 @@ class MftWalker:
         self._warn = warn
         self._tsk = tsk.TSKWalker(fs, volume, warn)
         self._volume_bytes = int(fs.fs_info.info.block_count) * fs.block_size
+        # Why TSKWalker walked the volume instead, once walk() began.
+        self.doubt: str | None = None
 
     def walk(self) -> Iterator[FileItem]:
         fs = self._fs
-        if fs.fallback is None or not fs.is_ntfs:
-            yield from self._tsk.walk()
-            return
         try:
+            if fs.fallback is None or not fs.is_ntfs:
+                raise _Doubt("not an NTFS volume libfsntfs reads")
             volume = fs.fallback.volume()
             records = self._records(volume)
             paths = _Paths(records)
             listed = self._listed(records, paths)
             extra = self._index_only(volume, records, paths)
-        except (_Doubt, *fsntfs.ERRORS):
+        except (_Doubt, *fsntfs.ERRORS) as why:
+            self.doubt = fsntfs.short(why)
             yield from self._tsk.walk()
             return
         names = ntfs_orphans.NamedEntries(int(fs.fs_info.info.last_inum))
@@ -258,9 +265,8 @@ class MftWalker:
             if attribute.name_space == _DOS:
                 continue
             parent = attribute.parent_file_reference
-            names.append(
-                (parent & _INDEX, parent >> 48, tsk_name(attribute.name or ""))
-            )
+            name = tsk_name(attribute.name or "", _RECORD_NAME_BYTES)
+            names.append((parent & _INDEX, parent >> 48, name))
         record.seq = entry.file_reference >> 48
         record.alloc = entry.is_allocated()
         record.is_dir = is_dir = entry.has_directory_entries_index()
