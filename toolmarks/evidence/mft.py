@@ -19,6 +19,7 @@ directory only an index names), TSKWalker walks the whole volume instead.
 from __future__ import annotations
 
 import functools
+import re
 import struct
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -50,6 +51,9 @@ _PRECISION = dfdatetime_definitions.PRECISION_100_NANOSECONDS
 _1601_TO_1970 = 116_444_736_000_000_000  # FILETIME of the POSIX epoch
 _TIME_KEYS = ("creation", "modification", "access", "change")
 _RECORD_NAME_BYTES = 256  # the name TSK copies from an MFT record's $FILE_NAME
+_RECORDS_A_READ = 4096
+# MFT record header flags (offset 22): bit 1 marks a directory.
+_DIRECTORY_FLAG = bytes(int(bool(flags & 2)) for flags in range(256))
 
 _u16 = struct.Struct("<H").unpack_from
 _u32 = struct.Struct("<I").unpack_from
@@ -150,48 +154,77 @@ class MftWalker:
         self._fs = fs
         self._volume = volume
         self._warn = warn
-        self._tsk = tsk.TSKWalker(fs, volume, warn)
+        # TSK's walk after a doubt warns again of what this walk warned of.
+        self._warned: set[tuple[str, str]] = set()
+        self._tsk = tsk.TSKWalker(fs, volume, self._warn_once)
         self._volume_bytes = int(fs.fs_info.info.block_count) * fs.block_size
         # Why TSKWalker walked the volume instead, once walk() began.
         self.doubt: str | None = None
 
     def walk(self) -> Iterator[FileItem]:
-        fs = self._fs
+        # What was yielded before a doubt stopped this walk: TSK's walk then
+        # lists the rest.
+        yielded: set[tuple[str, str, int | None]] = set()
         try:
-            if fs.fallback is None or not fs.is_ntfs:
-                raise _Doubt("not an NTFS volume libfsntfs reads")
-            volume = fs.fallback.volume()
-            records = self._records(volume)
-            paths = _Paths(records)
-            listed = self._listed(records, paths)
-            extra = self._index_only(volume, records, paths)
+            for item in self._walk():
+                yielded.add((item.path, item.stream, item.inode))
+                yield item
         except (_Doubt, *fsntfs.ERRORS) as why:
             self.doubt = fsntfs.short(why)
-            yield from self._tsk.walk()
-            return
+            for item in self._tsk.walk():
+                if (item.path, item.stream, item.inode) not in yielded:
+                    yield item
+
+    def _warn_once(self, location: str, message: str) -> None:
+        if (location, message) not in self._warned:
+            self._warned.add((location, message))
+            self._warn(location, message)
+
+    def _walk(self) -> Iterator[FileItem]:
+        """The walk in record order, each entry's items as soon as its record
+        is read: the directories and their indexes are read first, so a scan's
+        workers start on the first files while the rest of $MFT is read."""
+        fs = self._fs
+        if fs.fallback is None or not fs.is_ntfs:
+            raise _Doubt("not an NTFS volume libfsntfs reads")
+        volume = fs.fallback.volume()
+        flagged = _flagged_directories(volume)
+        dirs = {index: self._read(volume, index) for index in flagged}
+        paths = _Paths(dirs)
+        waiting = self._index_names(volume, flagged, dirs, paths)
         names = ntfs_orphans.NamedEntries(int(fs.fs_info.info.last_inum))
         visited = {fs.root_inum}
+        extra: list[tuple[str, _Name]] = []
         yield from self._tsk.root_streams()
-        for index, entry_paths, refused in listed:
-            record = records[index]
-            names.known[index] = 1
-            if record.is_dir:
-                visited.add(index)
-            for path in entry_paths:
-                if record.whole or refused:
-                    item = self._item(index, record, path)
-                    if refused:
-                        yield from self._tsk.through_libfsntfs(item, record.data_loads)
-                    else:
-                        yield item
-                    continue
-                # The name TSK makes of a parent reference: the entry's own
-                # sequence number, less one once deleted.
-                seq = record.seq if record.alloc else (record.seq - 1) & 0xFFFF
-                kind = _NAME_DIR if record.is_dir else _NAME_REG
-                entry = self._tsk.entry(path, record.alloc, index, seq, kind)
-                yield from self._entry_items(entry)
-        for entry in extra:
+        for index in range(volume.number_of_file_entries):
+            record = self._read(volume, index)
+            if record is None:
+                continue
+            if record.is_dir and index not in dirs:
+                raise _Doubt(f"MFT entry {index}: a directory without the flag")
+            # The names this entry's index entries give that its $FILE_NAMEs
+            # do not: TSK lists both.
+            own = {
+                (parent, name)
+                for parent, seq, name in record.names
+                if paths.parent_holds(parent, seq)
+            }
+            for dir_index, dir_path, name in waiting.pop(index, ()):
+                if (dir_index, name.name) not in own:
+                    extra.append((dir_path, name))
+            if index != ROOT:
+                found = paths.paths(record)
+                yield from self._listed(index, record, found, names, visited)
+        for left in waiting.values():
+            extra += [(dir_path, name) for _, dir_path, name in left]
+        for dir_path, name in extra:
+            entry = self._tsk.entry(
+                _join(dir_path, name.name),
+                name.alloc,
+                name.addr,
+                name.seq,
+                _NAME_DIR if name.is_dir else _NAME_REG,
+            )
             if entry.meta is not None:
                 names.note(entry.meta_addr, entry.meta_seq, entry.meta, True)
             yield from self._entry_items(entry)
@@ -199,6 +232,106 @@ class MftWalker:
             "/$OrphanFiles", True, names.orphan_inum, 0, _NAME_VIRT_DIR
         )
         yield from self._tsk.orphans(names, visited)
+
+    def _index_names(
+        self,
+        volume: Any,
+        flagged: set[int],
+        dirs: dict[int, _Record | None],
+        paths: _Paths,
+    ) -> dict[int, list[tuple[int, str, _Name]]]:
+        """The names the $I30 of the directories of the named tree hold, by
+        the entry they name: (directory, its path, name). Those naming a
+        directory its own $FILE_NAMEs do not give are a doubt: TSK's walk goes
+        into a directory under the first name it meets."""
+        reader = _IndexReader(volume, self._fs.fallback)
+        waiting: dict[int, list[tuple[int, str, _Name]]] = {}
+        for index, record in dirs.items():
+            if record is None or not record.is_dir:
+                continue
+            dir_path = paths.dir_path(index)
+            if dir_path is None:
+                continue
+            seen: set[tuple[int, str]] = set()
+            for name in reader.names(index, not record.alloc):
+                key = (name.addr, name.name)
+                if name.name in (".", "..") or key in seen:
+                    continue
+                seen.add(key)
+                target = dirs.get(name.addr) if name.addr in flagged else None
+                if target is not None and self._walks_into(index, name, target, paths):
+                    path = _join(dir_path, name.name)
+                    raise _Doubt(f"{path}: a directory only an index names")
+                waiting.setdefault(name.addr, []).append((index, dir_path, name))
+        return waiting
+
+    @staticmethod
+    def _walks_into(parent: int, name: _Name, target: _Record, paths: _Paths) -> bool:
+        """Whether an index name of a directory entry is one its $FILE_NAMEs
+        do not give, and TSK's walk would go into the directory under it (its
+        name not one of a reused entry)."""
+        if any(
+            p == parent and n == name.name and paths.parent_holds(p, s)
+            for p, s, n in target.names
+        ):
+            return False
+        if name.alloc:
+            return True
+        return not target.alloc and ((target.seq - name.seq) & 0xFFFF) <= 1
+
+    def _read(self, volume: Any, index: int) -> _Record | None:
+        """What MFT entry index says; None if it is unused or an extension."""
+        try:
+            entry = volume.get_file_entry(index)
+            count = entry.number_of_attributes
+            if not count or entry.base_record_file_reference:
+                return None
+            return self._record(entry, count)
+        except fsntfs.ERRORS as error:
+            raise _Doubt(f"MFT entry {index}: {fsntfs.short(error)}") from None
+
+    def _listed(
+        self,
+        index: int,
+        record: _Record,
+        found: list[str],
+        names: ntfs_orphans.NamedEntries,
+        visited: set[int],
+    ) -> Iterator[FileItem]:
+        """The items of an entry TSK's walk of the named tree lists under the
+        paths its parent references give (none: it lists none)."""
+        if not found:
+            return
+        refused = False
+        if not record.whole:
+            try:
+                meta = self._fs.fs_info.open_meta(inode=index).info.meta
+            except OSError:
+                # TSK's listing keeps such an entry half-loaded only when its
+                # name is allocated, and never walks into it.
+                if not record.alloc or record.is_dir:
+                    raise _Doubt(f"TSK cannot open MFT entry {index}") from None
+                refused = True
+            else:
+                if record.is_dir and int(meta.attr_state) != _ATTRS_LOADED:
+                    raise _Doubt(f"directory {index} is not loaded whole by TSK")
+        names.known[index] = 1
+        if record.is_dir:
+            visited.add(index)
+        for path in found:
+            if record.whole or refused:
+                item = self._item(index, record, path)
+                if refused:
+                    yield from self._tsk.through_libfsntfs(item, record.data_loads)
+                else:
+                    yield item
+                continue
+            # The name TSK makes of a parent reference: the entry's own
+            # sequence number, less one once deleted.
+            seq = record.seq if record.alloc else (record.seq - 1) & 0xFFFF
+            kind = _NAME_DIR if record.is_dir else _NAME_REG
+            entry = self._tsk.entry(path, record.alloc, index, seq, kind)
+            yield from self._entry_items(entry)
 
     def _entry_items(self, entry: tsk.Entry) -> Iterator[FileItem]:
         try:
@@ -231,21 +364,6 @@ class MftWalker:
             item.reopen = ("tsk", None, None)
             item.location = record.location
         return item
-
-    def _records(self, volume: Any) -> dict[int, _Record]:
-        """Every used base MFT record, by entry number."""
-        records: dict[int, _Record] = {}
-        get_entry = volume.get_file_entry
-        for index in range(volume.number_of_file_entries):
-            try:
-                entry = get_entry(index)
-                count = entry.number_of_attributes
-                if not count or entry.base_record_file_reference:
-                    continue  # never used, or an extension record
-                records[index] = self._record(entry, count)
-            except fsntfs.ERRORS as error:
-                raise _Doubt(f"MFT entry {index}: {fsntfs.short(error)}") from None
-        return records
 
     def _record(self, entry: Any, count: int) -> _Record:
         record = _Record()
@@ -299,83 +417,12 @@ class MftWalker:
         record.whole = whole
         return record
 
-    def _listed(
-        self, records: dict[int, _Record], paths: _Paths
-    ) -> list[tuple[int, list[str], bool]]:
-        """(entry, its paths, whether TSK refuses to open it again) of every
-        entry TSK's walk of the named tree lists from the parent references,
-        in entry order."""
-        listed = []
-        for index, record in records.items():
-            if index == ROOT:
-                continue
-            found = paths.paths(index)
-            if not found:
-                continue
-            refused = False
-            if not record.whole:
-                try:
-                    meta = self._fs.fs_info.open_meta(inode=index).info.meta
-                except OSError:
-                    # TSK's listing keeps such an entry half-loaded only when
-                    # its name is allocated, and never walks into it.
-                    if not record.alloc or record.is_dir:
-                        raise _Doubt(f"TSK cannot open MFT entry {index}") from None
-                    refused = True
-                else:
-                    if record.is_dir and int(meta.attr_state) != _ATTRS_LOADED:
-                        raise _Doubt(f"directory {index} is not loaded whole by TSK")
-            listed.append((index, found, refused))
-        return listed
-
-    def _index_only(
-        self, volume: Any, records: dict[int, _Record], paths: _Paths
-    ) -> list[tsk.Entry]:
-        """The entries of the names directories' $I30 hold that no $FILE_NAME
-        gives any more (deleted names in index slack, names of reused entries)."""
-        known: dict[int, set[tuple[int, str]]] = {}
-        for child, record in records.items():
-            for parent, seq, name in record.names:
-                if paths.parent_holds(parent, seq):
-                    known.setdefault(parent, set()).add((child, name))
-        reader = _IndexReader(volume, self._fs.fallback)
-        extra = []
-        for index, record in records.items():
-            if not record.is_dir:
-                continue
-            dir_path = paths.dir_path(index)
-            if dir_path is None:
-                continue
-            seen: set[tuple[int, str]] = set()
-            mine = known.get(index, set())
-            for name in reader.names(index, not record.alloc, mine):
-                key = (name.addr, name.name)
-                if name.name in (".", "..") or key in seen or key in mine:
-                    continue
-                seen.add(key)
-                entry = self._tsk.entry(
-                    _join(dir_path, name.name),
-                    name.alloc,
-                    name.addr,
-                    name.seq,
-                    _NAME_DIR if name.is_dir else _NAME_REG,
-                )
-                meta = entry.meta
-                if (
-                    meta is not None
-                    and int(meta.type) in _META_DIRS
-                    and not entry.realloc
-                ):
-                    raise _Doubt(f"{entry.path}: a directory only an index names")
-                extra.append(entry)
-        return extra
-
 
 class _Paths:
     """Directory paths by entry, from parent references, memoised."""
 
-    def __init__(self, records: dict[int, _Record]) -> None:
-        self._records = records
+    def __init__(self, dirs: dict[int, _Record | None]) -> None:
+        self._dirs = dirs
         self._memo: dict[int, str | None] = {ROOT: "/"}
         self._busy: set[int] = set()
 
@@ -383,7 +430,7 @@ class _Paths:
         """Whether a name's parent reference is a directory TSK lists it in:
         NTFS bumps a record's sequence number when it frees it, and TSK lists
         a deleted directory's children by its sequence number less one."""
-        record = self._records.get(parent)
+        record = self._dirs.get(parent)
         if record is None or not record.is_dir:
             return False
         return record.seq == (seq if record.alloc else seq + 1)
@@ -391,20 +438,21 @@ class _Paths:
     def dir_path(self, index: int) -> str | None:
         if index in self._memo:
             return self._memo[index]
-        if index in self._busy:
-            return None  # a cycle of parent references
+        record = self._dirs.get(index)
+        if record is None or index in self._busy:
+            return None  # no directory, or a cycle of parent references
         self._busy.add(index)
-        found = self.paths(index)
+        found = self.paths(record)
         self._busy.discard(index)
         path = found[0] if found else None
         self._memo[index] = path
         return path
 
-    def paths(self, index: int) -> list[str]:
+    def paths(self, record: _Record) -> list[str]:
         """Every path of an entry in the named tree: one per non-DOS name
         whose parent holds."""
         found = []
-        for parent, seq, name in self._records[index].names:
+        for parent, seq, name in record.names:
             if name in (".", "..") or not self.parent_holds(parent, seq):
                 continue
             parent_path = self.dir_path(parent)
@@ -418,6 +466,28 @@ class _Paths:
         return list(dict.fromkeys(found))
 
 
+def _flagged_directories(volume: Any) -> set[int]:
+    """The base MFT records whose header flags a directory, from $MFT read
+    raw in large pieces: what TSK takes for directories, known before the
+    records are read one by one."""
+    mft = volume.get_file_entry(0)
+    size = volume.mft_entry_size
+    count = volume.number_of_file_entries
+    found = set()
+    step = _RECORDS_A_READ
+    for first in range(0, count, step):
+        wanted = min(step, count - first) * size
+        data = mft.read_buffer_at_offset(wanted, first * size)
+        if len(data) != wanted:
+            raise _Doubt(f"$MFT: short read at record {first}")
+        flags = data[22::size].translate(_DIRECTORY_FLAG)
+        for match in re.finditer(b"\x01", flags):
+            at = match.start() * size
+            if data[at : at + 4] == b"FILE" and not _u64(data, at + 32)[0] & _INDEX:
+                found.add(first + match.start())
+    return found
+
+
 def _join(parent: str, name: str) -> str:
     return f"{parent}{name}" if parent.endswith("/") else f"{parent}/{name}"
 
@@ -425,6 +495,7 @@ def _join(parent: str, name: str) -> str:
 # -- the names only a directory's $I30 holds (TSK 4.15's ntfs_proc_idxentry) --
 
 _FNAME_SIZE = 67  # sizeof(ntfs_attr_fname) in TSK
+_NAME_BYTES = 512  # of a name TSK reads from an index entry
 _NAME_DIR_FLAG = 0x10000000
 # TSK keeps a name from index slack only if its times lie in 1970-2020 (is_time).
 _1970 = (369 * 365 + 89) * 24 * 36  # seconds since 1601, in units of 100
@@ -450,34 +521,16 @@ class _Name:
     seq: int
 
 
-def _skip_live(
-    buf: bytes,
-    at: int,
-    end_alloc: int,
-    dir_addr: int,
-    is_del: bool,
-    known: set[tuple[int, str]],
-) -> int:
-    """Where TSK's loop stands after the live entries whose (entry, name) the
-    parent references give too, which tsk_fs_dir_add drops; a DOS name only
-    ends a wait for it, which adds nothing new."""
-    if is_del:
-        return at
-    while at + 16 + _FNAME_SIZE <= end_alloc:
-        idxlen, strlen = _u16(buf, at + 8)[0], _u16(buf, at + 10)[0]
-        if not strlen or at + idxlen > end_alloc or idxlen % 4 or idxlen <= strlen:
-            return at
-        fname = at + 16
-        nspace = buf[fname + 65]
-        if _u48(buf, fname) != dir_addr or nspace > 3:
-            return at
-        if nspace != _DOS:
-            raw = buf[fname + 66 : fname + 66 + 2 * buf[fname + 64]]
-            name = tsk_name(bytes(raw).decode("utf-16-le", "surrogatepass"))
-            if (_u48(buf, at), name) not in known:
-                return at
-        at += idxlen
-    return at
+def _index_name(raw: bytes) -> str:
+    """An index entry's name as TSK spells it (tsk_utf8, 512 bytes at most);
+    most names are plain UTF-16, decoded in one go."""
+    try:
+        text = raw.decode("utf-16-le")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or len(text) * 4 > _NAME_BYTES and len(text.encode()) > _NAME_BYTES:
+        text = ntfs_orphans.tsk_utf8(raw).decode("utf-8", "backslashreplace")
+    return text
 
 
 def _index_entries(
@@ -488,13 +541,12 @@ def _index_entries(
     dir_addr: int,
     is_del: bool,
     last_inum: int,
-    known: set[tuple[int, str]],
     out: list[_Name],
 ) -> None:
     """ntfs_proc_idxentry over buf[start:start + length]; used: its live part."""
     end = start + length
     end_alloc = start + used
-    at = _skip_live(buf, start, end_alloc, dir_addr, is_del, known)
+    at = start
     stash: _Name | None = None
     parent = dir_addr.to_bytes(6, "little")
     while at + 16 + _FNAME_SIZE < end:
@@ -536,8 +588,7 @@ def _index_entries(
                 name = _Name()
                 name.addr = ref
                 name.seq = _u16(buf, at + 6)[0]
-                raw = ntfs_orphans.tsk_utf8(bytes(buf[fname + 66 : name_end]))
-                name.name = raw.decode("utf-8", "backslashreplace")
+                name.name = _index_name(buf[fname + 66 : name_end])
                 name.is_dir = bool(_u64(buf, fname + 56)[0] & _NAME_DIR_FLAG)
                 name.alloc = not (is_del or in_slack)
                 if nspace == _WIN_DOS:
@@ -597,9 +648,7 @@ class _IndexReader:
         self._source = source
         self._last_inum = volume.number_of_file_entries
 
-    def names(
-        self, index: int, is_del: bool, known: set[tuple[int, str]]
-    ) -> list[_Name]:
+    def names(self, index: int, is_del: bool) -> list[_Name]:
         size = self._record_size
         record = bytearray(self._mft.read_buffer_at_offset(size, index * size))
         if record[:4] != b"FILE" or not _fixup(record, size):
@@ -632,10 +681,10 @@ class _IndexReader:
             return out
         _index_entries(
             root, 16 + begin, end - begin, used - begin, index, is_del,
-            self._last_inum, known, out,
+            self._last_inum, out,
         )  # fmt: skip
         if allocation is not None:
-            self._allocation(index, *allocation, is_del, known, out)
+            self._allocation(index, *allocation, is_del, out)
         return out
 
     def _allocation(
@@ -644,7 +693,6 @@ class _IndexReader:
         runs: list[tuple[int, int]],
         allocated: int,
         is_del: bool,
-        known: set[tuple[int, str]],
         out: list[_Name],
     ) -> None:
         cluster = self._cluster
@@ -669,5 +717,5 @@ class _IndexReader:
                 raise _Doubt(f"directory {index}: index list offsets past the record")
             _index_entries(
                 bytes(record), first, length - first, used - begin, index, is_del,
-                self._last_inum, known, out,
+                self._last_inum, out,
             )  # fmt: skip
