@@ -191,6 +191,15 @@ class MftWalker:
         flagged = _flagged_directories(volume)
         dirs = {index: self._read(volume, index) for index in flagged}
         paths = _Paths(dirs)
+        for index, record in dirs.items():
+            # Where TSK's walk would not go (too deep, a directory it cannot
+            # load), said before any item goes out.
+            if record is None or not record.is_dir or record.whole:
+                paths.dir_path(index)
+            elif paths.dir_path(index) is not None:
+                meta = fs.fs_info.open_meta(inode=index).info.meta
+                if int(meta.attr_state) != _ATTRS_LOADED:
+                    raise _Doubt(f"directory {index} is not loaded whole by TSK")
         waiting = self._index_names(volume, flagged, dirs, paths)
         names = ntfs_orphans.NamedEntries(int(fs.fs_info.info.last_inum))
         visited = {fs.root_inum}
@@ -305,16 +314,13 @@ class MftWalker:
         refused = False
         if not record.whole:
             try:
-                meta = self._fs.fs_info.open_meta(inode=index).info.meta
+                self._fs.fs_info.open_meta(inode=index)
             except OSError:
                 # TSK's listing keeps such an entry half-loaded only when its
                 # name is allocated, and never walks into it.
                 if not record.alloc or record.is_dir:
                     raise _Doubt(f"TSK cannot open MFT entry {index}") from None
                 refused = True
-            else:
-                if record.is_dir and int(meta.attr_state) != _ATTRS_LOADED:
-                    raise _Doubt(f"directory {index} is not loaded whole by TSK")
         names.known[index] = 1
         if record.is_dir:
             visited.add(index)
