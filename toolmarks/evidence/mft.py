@@ -18,7 +18,9 @@ directory only an index names), TSKWalker walks the whole volume instead.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import re
 import struct
 from collections.abc import Iterator, Mapping
@@ -60,7 +62,7 @@ _u32 = struct.Struct("<I").unpack_from
 _u64 = struct.Struct("<Q").unpack_from
 
 
-class _Doubt(Exception):
+class Doubt(Exception):
     """This walk cannot tell TSK's answer for sure: TSK walks the volume."""
 
 
@@ -113,6 +115,7 @@ class _Record:
     __slots__ = (
         "alloc",
         "data_loads",
+        "entry",
         "is_dir",
         "location",
         "names",
@@ -132,9 +135,35 @@ class _Record:
     # Whether TSK loads the default $DATA attribute: it has one, its data
     # runs within the volume.
     data_loads: bool
+    entry: Any  # the libfsntfs entry, while its items are made
     # False when TSK lists the entry's items (alternate data streams, an
     # attribute list, data runs TSK may refuse).
     whole: bool
+
+
+@dataclasses.dataclass
+class MftPlan:
+    """What a walk reads before the records (MftWalker.plan), for walks of
+    ranges of them: the directories with their paths, and the names their
+    indexes hold by the entry they name, (directory, its path, name)."""
+
+    entries: int
+    paths: _Paths
+    waiting: dict[int, list[tuple[int, str, _Name]]]
+
+    def waiting_in(self, first: int, last: int) -> dict[int, list[Any]]:
+        """The waiting names of the entries first .. last - 1."""
+        return {k: v for k, v in self.waiting.items() if first <= k < last}
+
+
+@dataclasses.dataclass
+class Seen:
+    """What a walk of a range of entries notes for the rest of the walk: the
+    entries it listed, and the index names their records do not give, as
+    (entry, position in MftPlan.waiting[entry])."""
+
+    known: list[int] = dataclasses.field(default_factory=list)
+    extra: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
 def tsk_name(name: str, limit: int | None = None) -> str:
@@ -166,10 +195,16 @@ class MftWalker:
         # lists the rest.
         yielded: set[tuple[str, str, int | None]] = set()
         try:
-            for item in self._walk():
+            plan = self.plan()
+            seen = Seen()
+            for item in itertools.chain(
+                self._tsk.root_streams(),
+                self.entries(plan, 0, plan.entries, plan.waiting, seen),
+                self.rest(plan, [seen]),
+            ):
                 yielded.add((item.path, item.stream, item.inode))
                 yield item
-        except (_Doubt, *fsntfs.ERRORS) as why:
+        except (Doubt, *fsntfs.ERRORS) as why:
             self.doubt = fsntfs.short(why)
             for item in self._tsk.walk():
                 if (item.path, item.stream, item.inode) not in yielded:
@@ -180,52 +215,98 @@ class MftWalker:
             self._warned.add((location, message))
             self._warn(location, message)
 
-    def _walk(self) -> Iterator[FileItem]:
-        """The walk in record order, each entry's items as soon as its record
-        is read: the directories and their indexes are read first, so a scan's
-        workers start on the first files while the rest of $MFT is read."""
+    def plan(self) -> MftPlan:
+        """The directories, their paths and their indexes, read before the
+        records: then each entry's items go out as soon as its record is read
+        (by this walk or a scan worker's, for a range of records).
+
+        Raises:
+          Doubt: TSK's walk must walk the volume.
+        """
         fs = self._fs
         if fs.fallback is None or not fs.is_ntfs:
-            raise _Doubt("not an NTFS volume libfsntfs reads")
+            raise Doubt("not an NTFS volume libfsntfs reads")
+        try:
+            volume = fs.fallback.volume()
+            flagged = _flagged_directories(volume)
+            dirs = {index: self._read(volume, index) for index in flagged}
+            paths = _Paths(dirs)
+            for index, record in dirs.items():
+                # Where TSK's walk would not go (too deep, a directory it
+                # cannot load), said before any item goes out.
+                if record is None or not record.is_dir or record.whole:
+                    paths.dir_path(index)
+                elif paths.dir_path(index) is not None:
+                    meta = fs.fs_info.open_meta(inode=index).info.meta
+                    if int(meta.attr_state) != _ATTRS_LOADED:
+                        raise Doubt(f"directory {index} is not loaded whole by TSK")
+            waiting = self._index_names(volume, flagged, dirs, paths)
+        except fsntfs.ERRORS as error:
+            raise Doubt(fsntfs.short(error)) from None
+        return MftPlan(volume.number_of_file_entries, paths, waiting)
+
+    def entries(
+        self,
+        plan: MftPlan,
+        first: int,
+        last: int,
+        waiting: dict[int, list[tuple[int, str, _Name]]],
+        seen: Seen,
+    ) -> Iterator[FileItem]:
+        """The items of the MFT entries first .. last - 1, in entry order
+        (waiting: plan.waiting, or its part for these entries); notes in seen
+        the entries listed and the index names their records do not give.
+
+        Raises:
+          Doubt: TSK's walk must walk the volume.
+        """
+        fs = self._fs
+        assert fs.fallback is not None
         volume = fs.fallback.volume()
-        flagged = _flagged_directories(volume)
-        dirs = {index: self._read(volume, index) for index in flagged}
-        paths = _Paths(dirs)
-        for index, record in dirs.items():
-            # Where TSK's walk would not go (too deep, a directory it cannot
-            # load), said before any item goes out.
-            if record is None or not record.is_dir or record.whole:
-                paths.dir_path(index)
-            elif paths.dir_path(index) is not None:
-                meta = fs.fs_info.open_meta(inode=index).info.meta
-                if int(meta.attr_state) != _ATTRS_LOADED:
-                    raise _Doubt(f"directory {index} is not loaded whole by TSK")
-        waiting = self._index_names(volume, flagged, dirs, paths)
-        names = ntfs_orphans.NamedEntries(int(fs.fs_info.info.last_inum))
-        visited = {fs.root_inum}
-        extra: list[tuple[str, _Name]] = []
-        yield from self._tsk.root_streams()
-        for index in range(volume.number_of_file_entries):
-            record = self._read(volume, index)
+        paths = plan.paths
+        for index in range(first, last):
+            record = self._read(volume, index, keep=True)
+            names = waiting.get(index)
             if record is None:
+                if names:  # no entry of TSK's walk has these names
+                    seen.extra += [(index, number) for number in range(len(names))]
                 continue
-            if record.is_dir and index not in dirs:
-                raise _Doubt(f"MFT entry {index}: a directory without the flag")
-            # The names this entry's index entries give that its $FILE_NAMEs
-            # do not: TSK lists both.
-            own = {
-                (parent, name)
-                for parent, seq, name in record.names
-                if paths.parent_holds(parent, seq)
-            }
-            for dir_index, dir_path, name in waiting.pop(index, ()):
-                if (dir_index, name.name) not in own:
-                    extra.append((dir_path, name))
+            if record.is_dir and paths.dir_record(index) is None:
+                raise Doubt(f"MFT entry {index}: a directory without the flag")
+            if names:
+                # Index names this entry's $FILE_NAMEs do not give: TSK lists both.
+                own = {
+                    (parent, name)
+                    for parent, seq, name in record.names
+                    if paths.parent_holds(parent, seq)
+                }
+                seen.extra += [
+                    (index, number)
+                    for number, (dir_index, _, name) in enumerate(names)
+                    if (dir_index, name.name) not in own
+                ]
             if index != ROOT:
                 found = paths.paths(record)
-                yield from self._listed(index, record, found, names, visited)
-        for left in waiting.values():
-            extra += [(dir_path, name) for _, dir_path, name in left]
+                if found:
+                    seen.known.append(index)
+                    yield from self._listed(index, record, found)
+            record.entry = None
+
+    def rest(self, plan: MftPlan, seen: list[Seen]) -> Iterator[FileItem]:
+        """What follows the entries: the names only an index holds, and
+        $OrphanFiles (seen: what the walks of all the entries noted)."""
+        fs = self._fs
+        names = ntfs_orphans.NamedEntries(int(fs.fs_info.info.last_inum))
+        extra: list[tuple[str, _Name]] = []
+        for part in seen:
+            for index in part.known:
+                names.known[index] = 1
+            for index, number in part.extra:
+                _, dir_path, name = plan.waiting[index][number]
+                extra.append((dir_path, name))
+        for index, left in plan.waiting.items():
+            if index >= plan.entries:  # names of entries past $MFT's end
+                extra += [(dir_path, name) for _, dir_path, name in left]
         for dir_path, name in extra:
             entry = self._tsk.entry(
                 _join(dir_path, name.name),
@@ -240,6 +321,7 @@ class MftWalker:
         names.orphan_dir = self._tsk.entry(
             "/$OrphanFiles", True, names.orphan_inum, 0, _NAME_VIRT_DIR
         )
+        visited = {fs.root_inum, *plan.paths.listed_dirs()}
         yield from self._tsk.orphans(names, visited)
 
     def _index_names(
@@ -270,7 +352,7 @@ class MftWalker:
                 target = dirs.get(name.addr) if name.addr in flagged else None
                 if target is not None and self._walks_into(index, name, target, paths):
                     path = _join(dir_path, name.name)
-                    raise _Doubt(f"{path}: a directory only an index names")
+                    raise Doubt(f"{path}: a directory only an index names")
                 waiting.setdefault(name.addr, []).append((index, dir_path, name))
         return waiting
 
@@ -288,29 +370,26 @@ class MftWalker:
             return True
         return not target.alloc and ((target.seq - name.seq) & 0xFFFF) <= 1
 
-    def _read(self, volume: Any, index: int) -> _Record | None:
-        """What MFT entry index says; None if it is unused or an extension."""
+    def _read(self, volume: Any, index: int, keep: bool = False) -> _Record | None:
+        """What MFT entry index says; None if it is unused or an extension.
+        keep: with its libfsntfs entry, which its opener then reads through (a
+        scan worker reading a range of entries opens none of them again)."""
         try:
             entry = volume.get_file_entry(index)
             count = entry.number_of_attributes
             if not count or entry.base_record_file_reference:
                 return None
-            return self._record(entry, count)
+            record = self._record(entry, count)
         except fsntfs.ERRORS as error:
-            raise _Doubt(f"MFT entry {index}: {fsntfs.short(error)}") from None
+            raise Doubt(f"MFT entry {index}: {fsntfs.short(error)}") from None
+        record.entry = entry if keep else None
+        return record
 
     def _listed(
-        self,
-        index: int,
-        record: _Record,
-        found: list[str],
-        names: ntfs_orphans.NamedEntries,
-        visited: set[int],
+        self, index: int, record: _Record, found: list[str]
     ) -> Iterator[FileItem]:
         """The items of an entry TSK's walk of the named tree lists under the
-        paths its parent references give (none: it lists none)."""
-        if not found:
-            return
+        paths its parent references give."""
         refused = False
         if not record.whole:
             try:
@@ -319,11 +398,8 @@ class MftWalker:
                 # TSK's listing keeps such an entry half-loaded only when its
                 # name is allocated, and never walks into it.
                 if not record.alloc or record.is_dir:
-                    raise _Doubt(f"TSK cannot open MFT entry {index}") from None
+                    raise Doubt(f"TSK cannot open MFT entry {index}") from None
                 refused = True
-        names.known[index] = 1
-        if record.is_dir:
-            visited.add(index)
         for path in found:
             if record.whole or refused:
                 item = self._item(index, record, path)
@@ -364,9 +440,14 @@ class MftWalker:
             record.is_dir,
         )
         if is_file:
-            item._opener = functools.partial(
-                fs.content, index, "", None, None, size, item.display_path
-            )
+            if record.entry is not None:
+                item._opener = functools.partial(
+                    fsntfs.FsntfsStream, record.entry, size, item.display_path
+                )
+            else:
+                item._opener = functools.partial(
+                    fs.content, index, "", None, None, size, item.display_path
+                )
             item.reopen = ("tsk", None, None)
             item.location = record.location
         return item
@@ -441,6 +522,17 @@ class _Paths:
             return False
         return record.seq == (seq if record.alloc else seq + 1)
 
+    def dir_record(self, index: int) -> _Record | None:
+        return self._dirs.get(index)
+
+    def listed_dirs(self) -> list[int]:
+        """The directories the named tree holds."""
+        return [
+            index
+            for index, record in self._dirs.items()
+            if record is not None and record.is_dir and self.dir_path(index)
+        ]
+
     def dir_path(self, index: int) -> str | None:
         if index in self._memo:
             return self._memo[index]
@@ -466,7 +558,7 @@ class _Paths:
                 continue
             path = _join(parent_path, name)
             if path.count("/") >= _MAX_DEPTH or len(path.encode()) >= _MAX_PATH:
-                raise _Doubt(f"{path}: deeper than TSK walks")
+                raise Doubt(f"{path}: deeper than TSK walks")
             found.append(path)
         # Two names in one directory differ only for hard links: keep order.
         return list(dict.fromkeys(found))
@@ -485,7 +577,7 @@ def _flagged_directories(volume: Any) -> set[int]:
         wanted = min(step, count - first) * size
         data = mft.read_buffer_at_offset(wanted, first * size)
         if len(data) != wanted:
-            raise _Doubt(f"$MFT: short read at record {first}")
+            raise Doubt(f"$MFT: short read at record {first}")
         flags = data[22::size].translate(_DIRECTORY_FLAG)
         for match in re.finditer(b"\x01", flags):
             at = match.start() * size
@@ -658,7 +750,7 @@ class _IndexReader:
         size = self._record_size
         record = bytearray(self._mft.read_buffer_at_offset(size, index * size))
         if record[:4] != b"FILE" or not _fixup(record, size):
-            raise _Doubt(f"MFT entry {index}: bad record")
+            raise Doubt(f"MFT entry {index}: bad record")
         root = allocation = None
         at = _u16(record, 20)[0]
         while at + 16 <= size:
@@ -668,7 +760,7 @@ class _IndexReader:
             name_len, name_off = record[at + 9], _u16(record, at + 10)[0]
             name = record[at + name_off : at + name_off + 2 * name_len]
             if kind == _ATTRIBUTE_LIST:
-                raise _Doubt(f"directory {index}: an attribute list")
+                raise Doubt(f"directory {index}: an attribute list")
             if name == "$I30".encode("utf-16-le"):
                 if kind == _INDEX_ROOT:
                     content = at + _u16(record, at + 20)[0]
@@ -716,11 +808,11 @@ class _IndexReader:
             length = stop - start
             record = bytearray(buf[start:stop])
             if not _fixup(record, length):
-                raise _Doubt(f"directory {index}: an index record fails its fixups")
+                raise Doubt(f"directory {index}: an index record fails its fixups")
             begin, used = _u32(record, 24)[0], _u32(record, 28)[0]
             first = 24 + begin
             if first > length or 24 + used > length:
-                raise _Doubt(f"directory {index}: index list offsets past the record")
+                raise Doubt(f"directory {index}: index list offsets past the record")
             _index_entries(
                 bytes(record), first, length - first, used - begin, index, is_del,
                 self._last_inum, out,
