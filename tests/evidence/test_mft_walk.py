@@ -22,11 +22,14 @@ from typing import Any, NamedTuple
 import evidence_images as images
 import pytest
 from ntfs_support import plant_ntfs
-from test_handover import build_ntfs_compressed
+from test_handover import build_ntfs_compressed, listed, timeline
 
+from toolmarks.engine import scan
+from toolmarks.engine.scan import ScanOptions, scan_image
 from toolmarks.evidence import Evidence, tsk
-from toolmarks.evidence.mft import MftWalker
+from toolmarks.evidence.mft import Doubt, MftWalker, Seen
 from toolmarks.evidence.model import FileItem, Volume
+from toolmarks.indicators import loader
 
 # Items larger than this are compared without their content.
 CONTENT_LIMIT = 1 << 20
@@ -265,6 +268,12 @@ def _broken_records(path: Path) -> None:
         images.break_ntfs_record(path, images.ntfs_entry_of(path, inside))
 
 
+def _broken_file(path: Path) -> None:
+    """Breaks the MFT record of /file.txt only: no directory, so MftWalker's
+    plan holds and the walk of the entries meets the record libfsntfs refuses."""
+    images.break_ntfs_record(path, images.ntfs_entry_of(path, "/file.txt"))
+
+
 def _orphans_mended(path: Path) -> None:
     """build_ntfs_orphans with the record its index erasure breaks mended:
     libfsntfs refuses the broken record, and MftWalker hands a volume with
@@ -348,6 +357,7 @@ def _after(name: str) -> Callable[[pytest.FixtureRequest], Path]:
 # The images MftWalker hands to TSKWalker, and what its reason says.
 TSK_WALKS = {
     "broken-records": "MFT entry",  # libfsntfs refuses the broken records
+    "broken-file": "MFT entry",
     "deep": "deeper than TSK walks",
     "orphans": "MFT entry 73",  # the builder's index erasure breaks its record
     "hostile-names": "a directory only an index names",  # a name past 256 bytes
@@ -370,6 +380,10 @@ IMAGES: dict[str, Callable[[pytest.FixtureRequest], Source]] = {
         lambda request: _copy_then(
             request.getfixturevalue("ntfs_image"), _broken_records
         ),
+    ),
+    "broken-file": _built(
+        "mft-broken-file.img",
+        lambda request: _copy_then(request.getfixturevalue("ntfs_image"), _broken_file),
     ),
     # Named as test_handover names them: built once for both.
     "many": _built(
@@ -453,3 +467,34 @@ def test_mft_walk_lists_names_from_index_slack(
     assert sum(slack_only.values()) >= 20, slack_only
     assert not any(allocated for *_, allocated in slack_only), slack_only
     assert not without - with_slack, without - with_slack
+
+
+@pytest.mark.parametrize(
+    "case", ["cases", "orphans-mended", "sparse", "traces.raw", "broken-file"]
+)
+def test_workers_walking_ranges_find_what_one_process_finds(
+    case: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool scans an NTFS volume in ranges of MFT entries, each walked by the
+    worker that scans it: with ranges of 16 entries, every image is cut into
+    many, and the scan finds what one process walking the volume finds. On
+    broken-file a range meets a record libfsntfs refuses: the ranges' results
+    are dropped and TSK's walk of the volume is scanned instead."""
+    image, _ = IMAGES[case](request)
+    with Evidence(image, warn=lambda *_: None) as evidence:
+        (volume,) = evidence.volumes()
+        plan = evidence.mft_plan(volume)
+        assert plan is not None, "the volume is not walked in ranges"
+        entries = evidence.mft_entries(volume, plan, 0, plan.entries, Seen(), print)
+        if case == "broken-file":
+            with pytest.raises(Doubt, match="MFT entry"):
+                list(entries)
+    shipped = loader.load([], shipped=True)
+    one, _ = scan_image(str(image), shipped, ScanOptions(workers=1))
+    monkeypatch.setattr(scan, "MIN_RANGE", 16)
+    monkeypatch.setattr(scan, "RANGES_PER_WORKER", 1000)
+    many, _ = scan_image(str(image), shipped, ScanOptions(workers=2))
+    assert timeline(many) == timeline(one)
+    assert many.counts == one.counts
+    for name in ("unreadable", "skipped", "not_checked", "warnings"):
+        assert listed(getattr(many, name)) == listed(getattr(one, name)), name

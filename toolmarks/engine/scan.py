@@ -14,7 +14,9 @@ import gc
 import io
 import multiprocessing
 import os
+import pickle
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -22,7 +24,7 @@ from queue import Empty
 from typing import Any, Self
 
 from toolmarks.events import NOT_A_TIME, Match, Trace
-from toolmarks.evidence import Evidence, FileItem, Volume
+from toolmarks.evidence import Evidence, FileItem, Volume, mft
 from toolmarks.evidence.verify import Runs
 from toolmarks.indicators.compiler import CompiledSet, compile_set
 from toolmarks.indicators.model import IndicatorSet
@@ -694,6 +696,42 @@ def _scan_share(
     return result, scanner.programs
 
 
+def _scan_mft_range(
+    label: str, plan_file: str, first: int, last: int, checks: dict[int, Any]
+) -> tuple[UnitResult, list[tuple[str, str, Any]], mft.Seen, set[str], str | None]:
+    """Walks and scans MFT entries first .. last - 1 of an NTFS volume (the
+    main process read its directories: plan_file); returns what they hold,
+    the programs their artefacts say ran, what the walk noted, the allocated
+    paths, and why the volume must be walked whole instead (None if not)."""
+    evidence, scanner = _worker_scanner()
+    volume = next(v for v in evidence.volumes() if v.label == label)
+    plans = _worker.setdefault("plans", {})
+    if plan_file not in plans:
+        plans.clear()
+        with open(plan_file, "rb") as source:
+            plans[plan_file] = pickle.load(source)
+    plan = dataclasses.replace(plans[plan_file], checks=checks)
+    result = UnitResult()
+
+    def warn(location: str, message: str) -> None:
+        result.warnings.append({"location": location, "message": message})
+
+    seen = mft.Seen()
+    on_disk: set[str] = set()
+    scanner.programs = []
+    report, flush = _reporter()
+    items = evidence.mft_entries(volume, plan, first, last, seen, warn)
+    try:
+        with _fewer_collections():
+            scanner.scan_items(_noting_paths(items, on_disk), result, report)
+    except (mft.Doubt, OSError) as why:
+        result.note_chunks(evidence)
+        return result, [], seen, set(), str(why)
+    flush()
+    result.note_chunks(evidence)
+    return result, scanner.programs, seen, on_disk, None
+
+
 def _scan_free(label: str, unit: Unit) -> UnitResult:
     evidence, scanner = _worker_scanner()
     volume = next(v for v in evidence.volumes() if v.label == label)
@@ -944,18 +982,19 @@ def _scan_in_pool(
         started()  # the workers exist
     # Per volume: its allocated paths (None when its units walk it) and, per
     # share index, the futures of that share's tasks and of the other work.
-    plan: list[tuple[Volume, set[str] | None, list[list[Future[Any]]], list[Any]]]
+    plan: list[tuple[Volume, set[str] | None, list[list[Any]], list[Any]]]
     plan = []
     submit = pool.submit
     for volume in evidence.volumes():
         units = [Unit(image, volume.label, i, workers) for i in range(workers)]
-        shares: list[list[Future[Any]]] = [[] for _ in units]
+        shares: list[list[Any]] = [[] for _ in units]
         if not evidence.hands_over(volume):
             rest = [submit(_run_unit_in_worker, unit) for unit in units]
             plan.append((volume, None, shares, rest))
             continue
         on_disk: set[str] = set()
-        walk = _noting_paths(evidence.walk(volume), on_disk)
+        items = _scan_mft(pool, evidence, volume, on_disk, shares[0])
+        walk = _noting_paths(items, on_disk)
         with _fewer_collections():
             for batch in _batches(walk):
                 for index, share in enumerate(_shares(batch, workers, options)):
@@ -973,13 +1012,75 @@ def _scan_in_pool(
         for tasks, other in zip(shares, rest):
             programs = []
             for task in tasks:
-                found, ran = task.result()
+                found, ran = task.result() if isinstance(task, Future) else task
                 result.merge(found)
                 programs += ran
             if on_disk is not None and options.leads:
                 result.traces += missing_programs(programs, on_disk, volume)
             if other is not None:
                 result.merge(other.result())
+
+
+# An NTFS volume's MFT entries are cut into ranges the workers walk and scan:
+# enough for them to balance, few enough that each range's start costs little.
+RANGES_PER_WORKER = 8
+MIN_RANGE = 4096
+
+
+def _scan_mft(
+    pool: WorkerPool,
+    evidence: Evidence,
+    volume: Volume,
+    on_disk: set[str],
+    done: list[Any],
+) -> Iterator[FileItem]:
+    """Scans the MFT entries of an NTFS volume in ranges, each walked by the
+    worker that scans it (the main process reads only the directories and
+    their indexes: mft.MftWalker.plan), and appends their (results, programs)
+    to done, in range order. Returns the items left for the caller to hand
+    over: those that follow the ranges, or the whole walk of a volume that is
+    not so walked."""
+    plan = evidence.mft_plan(volume)
+    if plan is None:
+        return evidence.walk(volume)
+    count = plan.entries
+    step = max(MIN_RANGE, -(-count // (pool.workers * RANGES_PER_WORKER)))
+    parts: list[dict[int, Any]] = [{} for _ in range(0, count, step)]
+    for index, names in plan.checks.items():
+        if index < count:
+            parts[index // step][index] = names
+    handle, plan_file = tempfile.mkstemp(prefix="toolmarks-", suffix=".plan")
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            shared = dataclasses.replace(plan, waiting={}, checks={})
+            pickle.dump(shared, sink, protocol=pickle.HIGHEST_PROTOCOL)
+        tasks = [
+            pool.submit(
+                _scan_mft_range,
+                volume.label,
+                plan_file,
+                first,
+                min(first + step, count),
+                part,
+            )
+            for first, part in zip(range(0, count, step), parts, strict=True)
+        ]
+        pool.finish()
+    finally:
+        os.unlink(plan_file)
+    found = [task.result() for task in tasks]
+    if any(why is not None for *_, why in found):
+        # A range met what only TSK's walk can tell: what the ranges found is
+        # dropped (the E01 chunks they read stay read) and TSK walks the volume.
+        for result, *_ in found:
+            chunks = UnitResult(chunks_read=result.chunks_read)
+            chunks.bad_sectors = result.bad_sectors
+            done.append((chunks, []))
+        return evidence.walk(volume, tsk_only=True)
+    for result, programs, _, paths, _ in found:
+        done.append((result, programs))
+        on_disk |= paths
+    return evidence.mft_rest(volume, plan, [seen for _, _, seen, _, _ in found])
 
 
 # Tasks waiting for or in a worker, per worker, while a walk runs ahead.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import logging
 import os
 import struct
@@ -159,12 +160,53 @@ class Evidence:
         """The file systems found, in image order, VSS stores after their volume."""
         return list(self._volumes)
 
-    def walk(self, volume: Volume) -> Iterator[FileItem]:
-        """Every file entry of the volume's file system, deleted ones included."""
+    def walk(self, volume: Volume, tsk_only: bool = False) -> Iterator[FileItem]:
+        """Every file entry of the volume's file system, deleted ones included
+        (tsk_only: NTFS walked by TSK's directory walk, not in $MFT order)."""
         handle = self._handle(volume)
         if isinstance(handle, tsk.TSKFileSystem):
+            if tsk_only:
+                return tsk.TSKWalker(handle, volume, self._warn).walk()
             return mft.MftWalker(handle, volume, self._warn).walk()
         return generic.DfvfsWalker(handle, volume, self._warn).walk()
+
+    def mft_plan(self, volume: Volume) -> mft.MftPlan | None:
+        """What a walk of an NTFS volume in ranges of MFT entries needs (see
+        mft.MftWalker.plan); None when walk() must walk it whole."""
+        handle = self._handle(volume)
+        if not isinstance(handle, tsk.TSKFileSystem):
+            return None
+        try:
+            return mft.MftWalker(handle, volume, self._warn).plan()
+        except mft.Doubt:
+            return None
+
+    def mft_entries(
+        self,
+        volume: Volume,
+        plan: mft.MftPlan,
+        first: int,
+        last: int,
+        seen: mft.Seen,
+        warn: Callable[[str, str], None],
+    ) -> Iterator[FileItem]:
+        """The items of MFT entries first .. last - 1 (the root's streams with
+        the range that starts at 0), their warnings to warn.
+
+        Raises:
+          mft.Doubt: the volume must be walked by walk(volume, tsk_only=True).
+        """
+        walker = mft.MftWalker(self._handle(volume), volume, warn)
+        items = walker.entries(plan, first, last, seen)
+        if first:
+            return items
+        return itertools.chain(walker.root_streams(), items)
+
+    def mft_rest(
+        self, volume: Volume, plan: mft.MftPlan, seen: list[mft.Seen]
+    ) -> Iterator[FileItem]:
+        """The items that follow the ranges of entries (see mft.MftWalker.rest)."""
+        return mft.MftWalker(self._handle(volume), volume, self._warn).rest(plan, seen)
 
     def stream_sizes(self, volume: Volume, metadata: bool) -> Iterator[int] | None:
         """An estimate of what walk() lists of an NTFS volume, from its $MFT

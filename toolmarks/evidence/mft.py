@@ -60,6 +60,9 @@ _DIRECTORY_FLAG = bytes(int(bool(flags & 2)) for flags in range(256))
 _u16 = struct.Struct("<H").unpack_from
 _u32 = struct.Struct("<I").unpack_from
 _u64 = struct.Struct("<Q").unpack_from
+# An index entry's file reference, length, content length and, after 4 bytes
+# of flags, its $FILE_NAME's parent reference.
+_ENTRY_HEAD = struct.Struct("<QHH4xQ").unpack_from
 
 
 class Doubt(Exception):
@@ -150,10 +153,9 @@ class MftPlan:
     entries: int
     paths: _Paths
     waiting: dict[int, list[tuple[int, str, _Name]]]
-
-    def waiting_in(self, first: int, last: int) -> dict[int, list[Any]]:
-        """The waiting names of the entries first .. last - 1."""
-        return {k: v for k, v in self.waiting.items() if first <= k < last}
+    # What a walk of the entries checks of the waiting names: (directory,
+    # name) by entry; a range's walk gets its entries' only.
+    checks: dict[int, list[tuple[int, str]]]
 
 
 @dataclasses.dataclass
@@ -198,8 +200,8 @@ class MftWalker:
             plan = self.plan()
             seen = Seen()
             for item in itertools.chain(
-                self._tsk.root_streams(),
-                self.entries(plan, 0, plan.entries, plan.waiting, seen),
+                self.root_streams(),
+                self.entries(plan, 0, plan.entries, seen),
                 self.rest(plan, [seen]),
             ):
                 yielded.add((item.path, item.stream, item.inode))
@@ -209,6 +211,10 @@ class MftWalker:
             for item in self._tsk.walk():
                 if (item.path, item.stream, item.inode) not in yielded:
                     yield item
+
+    def root_streams(self) -> Iterator[FileItem]:
+        """The root directory's own ADS, which no directory lists."""
+        return self._tsk.root_streams()
 
     def _warn_once(self, location: str, message: str) -> None:
         if (location, message) not in self._warned:
@@ -243,19 +249,22 @@ class MftWalker:
             waiting = self._index_names(volume, flagged, dirs, paths)
         except fsntfs.ERRORS as error:
             raise Doubt(fsntfs.short(error)) from None
-        return MftPlan(volume.number_of_file_entries, paths, waiting)
+        checks = {
+            index: [(parent, name.name) for parent, _, name in names]
+            for index, names in waiting.items()
+        }
+        return MftPlan(volume.number_of_file_entries, paths, waiting, checks)
 
     def entries(
         self,
         plan: MftPlan,
         first: int,
         last: int,
-        waiting: dict[int, list[tuple[int, str, _Name]]],
         seen: Seen,
     ) -> Iterator[FileItem]:
         """The items of the MFT entries first .. last - 1, in entry order
-        (waiting: plan.waiting, or its part for these entries); notes in seen
-        the entries listed and the index names their records do not give.
+        (plan.waiting may hold only these entries' names); notes in seen the
+        entries listed and the index names their records do not give.
 
         Raises:
           Doubt: TSK's walk must walk the volume.
@@ -264,6 +273,7 @@ class MftWalker:
         assert fs.fallback is not None
         volume = fs.fallback.volume()
         paths = plan.paths
+        waiting = plan.checks
         for index in range(first, last):
             record = self._read(volume, index, keep=True)
             names = waiting.get(index)
@@ -282,8 +292,8 @@ class MftWalker:
                 }
                 seen.extra += [
                     (index, number)
-                    for number, (dir_index, _, name) in enumerate(names)
-                    if (dir_index, name.name) not in own
+                    for number, key in enumerate(names)
+                    if key not in own
                 ]
             if index != ROOT:
                 found = paths.paths(record)
@@ -600,10 +610,6 @@ _1970 = (369 * 365 + 89) * 24 * 36  # seconds since 1601, in units of 100
 _2020 = _1970 + (50 * 365 + 6) * 24 * 36
 
 
-def _u48(data: bytes, at: int) -> int:
-    return int.from_bytes(data[at : at + 6], "little")
-
-
 def _is_time(value: int) -> bool:
     value //= 1_000_000_000
     return bool(value) and _1970 <= value <= _2020
@@ -648,7 +654,8 @@ def _index_entries(
     stash: _Name | None = None
     parent = dir_addr.to_bytes(6, "little")
     while at + 16 + _FNAME_SIZE < end:
-        if buf[at + 16 : at + 22] != parent:
+        reference, idxlen, strlen, parent_reference = _ENTRY_HEAD(buf, at)
+        if parent_reference & _INDEX != dir_addr:
             # TSK steps 4 bytes at a time until an entry names this directory
             # as its parent: jump to the next such place.
             found = buf.find(parent, at + 17)
@@ -658,8 +665,7 @@ def _index_entries(
                 break
             at = found - 16
             continue
-        ref = _u48(buf, at)
-        idxlen, strlen = _u16(buf, at + 8)[0], _u16(buf, at + 10)[0]
+        ref = reference & _INDEX
         if ref > last_inum or idxlen <= strlen or idxlen % 4 or idxlen > length:
             at += 4
             continue
@@ -685,7 +691,7 @@ def _index_entries(
             if name_end < end:
                 name = _Name()
                 name.addr = ref
-                name.seq = _u16(buf, at + 6)[0]
+                name.seq = reference >> 48
                 name.name = _index_name(buf[fname + 66 : name_end])
                 name.is_dir = bool(_u64(buf, fname + 56)[0] & _NAME_DIR_FLAG)
                 name.alloc = not (is_del or in_slack)
