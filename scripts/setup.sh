@@ -28,6 +28,10 @@ extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     -e ".${extra}"
+# An editable install leaves toolmarks' modules uncompiled; where
+# PYTHONDONTWRITEBYTECODE is set (container images often set it), every run
+# would compile them again: 0.1 s of each scan's start-up.
+python3 -m compileall -q toolmarks
 
 # Optional: without it E01 images are read correctly, only slower, and verified
 # by ewfverify beside the scan (a second decode).

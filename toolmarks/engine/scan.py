@@ -697,7 +697,7 @@ def _scan_share(
 
 
 def _scan_mft_range(
-    label: str, plan_file: str, first: int, last: int, checks: dict[int, Any]
+    label: str, plan_file: str, first: int, last: int
 ) -> tuple[UnitResult, list[tuple[str, str, Any]], mft.Seen, set[str], str | None]:
     """Walks and scans MFT entries first .. last - 1 of an NTFS volume (the
     main process read its directories: plan_file); returns what they hold,
@@ -710,7 +710,6 @@ def _scan_mft_range(
         plans.clear()
         with open(plan_file, "rb") as source:
             plans[plan_file] = pickle.load(source)
-    plan = dataclasses.replace(plans[plan_file], checks=checks)
     result = UnitResult()
 
     def warn(location: str, message: str) -> None:
@@ -720,7 +719,7 @@ def _scan_mft_range(
     on_disk: set[str] = set()
     scanner.programs = []
     report, flush = _reporter()
-    items = evidence.mft_entries(volume, plan, first, last, seen, warn)
+    items = evidence.mft_entries(volume, plans[plan_file], first, last, seen, warn)
     try:
         with _fewer_collections():
             scanner.scan_items(_noting_paths(items, on_disk), result, report)
@@ -908,9 +907,12 @@ class WorkerPool:
         for _ in range(self.workers):
             self.submit(_open_worker)
 
-    def submit(self, function: Callable[..., Any], *args: Any) -> Future[Any]:
-        # A walk runs ahead of the workers: bound what waits for them.
-        while len(self._running) >= IN_FLIGHT * self.workers:
+    def submit(
+        self, function: Callable[..., Any], *args: Any, bounded: bool = True
+    ) -> Future[Any]:
+        # A walk runs ahead of the workers: bound what waits for them, unless
+        # the caller knows how much it submits.
+        while bounded and len(self._running) >= IN_FLIGHT * self.workers:
             self._wait()
         future = self._executor.submit(function, *args)
         self._running.add(future)
@@ -1035,25 +1037,20 @@ def _scan_mft(
     done: list[Any],
 ) -> Iterator[FileItem]:
     """Scans the MFT entries of an NTFS volume in ranges, each walked by the
-    worker that scans it (the main process reads only the directories and
-    their indexes: mft.MftWalker.plan), and appends their (results, programs)
-    to done, in range order. Returns the items left for the caller to hand
-    over: those that follow the ranges, or the whole walk of a volume that is
-    not so walked."""
+    worker that scans it (the main process reads the directories first:
+    mft.MftWalker.plan, then their indexes while the workers scan), and
+    appends their (results, programs) to done, in range order. Returns the
+    items left for the caller to hand over: those that follow the ranges, or
+    the whole walk of a volume that is not so walked."""
     plan = evidence.mft_plan(volume)
     if plan is None:
         return evidence.walk(volume)
     count = plan.entries
     step = max(MIN_RANGE, -(-count // (pool.workers * RANGES_PER_WORKER)))
-    parts: list[dict[int, Any]] = [{} for _ in range(0, count, step)]
-    for index, names in plan.checks.items():
-        if index < count:
-            parts[index // step][index] = names
     handle, plan_file = tempfile.mkstemp(prefix="toolmarks-", suffix=".plan")
     try:
         with os.fdopen(handle, "wb") as sink:
-            shared = dataclasses.replace(plan, waiting={}, checks={})
-            pickle.dump(shared, sink, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(plan, sink, protocol=pickle.HIGHEST_PROTOCOL)
         tasks = [
             pool.submit(
                 _scan_mft_range,
@@ -1061,17 +1058,21 @@ def _scan_mft(
                 plan_file,
                 first,
                 min(first + step, count),
-                part,
+                bounded=False,  # the index pass below runs while they do
             )
-            for first, part in zip(range(0, count, step), parts, strict=True)
+            for first in range(0, count, step)
         ]
+        try:
+            waiting: mft.IndexNames | None = evidence.mft_index_names(volume, plan)
+        except mft.Doubt:
+            waiting = None
         pool.finish()
     finally:
         os.unlink(plan_file)
     found = [task.result() for task in tasks]
-    if any(why is not None for *_, why in found):
-        # A range met what only TSK's walk can tell: what the ranges found is
-        # dropped (the E01 chunks they read stay read) and TSK walks the volume.
+    if waiting is None or any(why is not None for *_, why in found):
+        # What only TSK's walk can tell: what the ranges found is dropped (the
+        # E01 chunks they read stay read) and TSK walks the volume.
         for result, *_ in found:
             chunks = UnitResult(chunks_read=result.chunks_read)
             chunks.bad_sectors = result.bad_sectors
@@ -1080,7 +1081,8 @@ def _scan_mft(
     for result, programs, _, paths, _ in found:
         done.append((result, programs))
         on_disk |= paths
-    return evidence.mft_rest(volume, plan, [seen for _, _, seen, _, _ in found])
+    seen = [seen for _, _, seen, _, _ in found]
+    return evidence.mft_rest(volume, plan, waiting, seen)
 
 
 # Tasks waiting for or in a worker, per worker, while a walk runs ahead.

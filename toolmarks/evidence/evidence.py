@@ -202,11 +202,26 @@ class Evidence:
             return items
         return itertools.chain(walker.root_streams(), items)
 
+    def mft_index_names(self, volume: Volume, plan: mft.MftPlan) -> mft.IndexNames:
+        """The names the volume's directory indexes hold (see
+        mft.MftWalker.index_names).
+
+        Raises:
+          mft.Doubt: the volume must be walked by walk(volume, tsk_only=True).
+        """
+        walker = mft.MftWalker(self._handle(volume), volume, self._warn)
+        return walker.index_names(plan)
+
     def mft_rest(
-        self, volume: Volume, plan: mft.MftPlan, seen: list[mft.Seen]
+        self,
+        volume: Volume,
+        plan: mft.MftPlan,
+        waiting: mft.IndexNames,
+        seen: list[mft.Seen],
     ) -> Iterator[FileItem]:
         """The items that follow the ranges of entries (see mft.MftWalker.rest)."""
-        return mft.MftWalker(self._handle(volume), volume, self._warn).rest(plan, seen)
+        walker = mft.MftWalker(self._handle(volume), volume, self._warn)
+        return walker.rest(plan, waiting, seen)
 
     def stream_sizes(self, volume: Volume, metadata: bool) -> Iterator[int] | None:
         """An estimate of what walk() lists of an NTFS volume, from its $MFT

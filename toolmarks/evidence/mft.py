@@ -146,26 +146,26 @@ class _Record:
 
 @dataclasses.dataclass
 class MftPlan:
-    """What a walk reads before the records (MftWalker.plan), for walks of
-    ranges of them: the directories with their paths, and the names their
-    indexes hold by the entry they name, (directory, its path, name)."""
+    """What a walk reads before the records (MftWalker.plan): the number of
+    MFT entries, the directories and the paths they give."""
 
     entries: int
     paths: _Paths
-    waiting: dict[int, list[tuple[int, str, _Name]]]
-    # What a walk of the entries checks of the waiting names: (directory,
-    # name) by entry; a range's walk gets its entries' only.
-    checks: dict[int, list[tuple[int, str]]]
+
+
+# The names directories' indexes hold (MftWalker.index_names), by the entry
+# they name: (directory, its path, name).
+IndexNames = dict[int, list[tuple[int, str, "_Name"]]]
 
 
 @dataclasses.dataclass
 class Seen:
     """What a walk of a range of entries notes for the rest of the walk: the
-    entries it listed, and the index names their records do not give, as
-    (entry, position in MftPlan.waiting[entry])."""
+    entries it listed, and the (entry, directory, name) its records'
+    $FILE_NAMEs give in the directories of the named tree."""
 
     known: list[int] = dataclasses.field(default_factory=list)
-    extra: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    names: list[tuple[int, int, str]] = dataclasses.field(default_factory=list)
 
 
 def tsk_name(name: str, limit: int | None = None) -> str:
@@ -198,11 +198,12 @@ class MftWalker:
         yielded: set[tuple[str, str, int | None]] = set()
         try:
             plan = self.plan()
+            waiting = self.index_names(plan)
             seen = Seen()
             for item in itertools.chain(
                 self.root_streams(),
                 self.entries(plan, 0, plan.entries, seen),
-                self.rest(plan, [seen]),
+                self.rest(plan, waiting, [seen]),
             ):
                 yielded.add((item.path, item.stream, item.inode))
                 yield item
@@ -222,9 +223,9 @@ class MftWalker:
             self._warn(location, message)
 
     def plan(self) -> MftPlan:
-        """The directories, their paths and their indexes, read before the
-        records: then each entry's items go out as soon as its record is read
-        (by this walk or a scan worker's, for a range of records).
+        """The directories and their paths, read before the records: then each
+        entry's items go out as soon as its record is read (by this walk or a
+        scan worker's, for a range of records).
 
         Raises:
           Doubt: TSK's walk must walk the volume.
@@ -246,14 +247,23 @@ class MftWalker:
                     meta = fs.fs_info.open_meta(inode=index).info.meta
                     if int(meta.attr_state) != _ATTRS_LOADED:
                         raise Doubt(f"directory {index} is not loaded whole by TSK")
-            waiting = self._index_names(volume, flagged, dirs, paths)
         except fsntfs.ERRORS as error:
             raise Doubt(fsntfs.short(error)) from None
-        checks = {
-            index: [(parent, name.name) for parent, _, name in names]
-            for index, names in waiting.items()
-        }
-        return MftPlan(volume.number_of_file_entries, paths, waiting, checks)
+        return MftPlan(volume.number_of_file_entries, paths)
+
+    def index_names(self, plan: MftPlan) -> IndexNames:
+        """The names the $I30 of the directories of the named tree hold. Those
+        naming a directory its own $FILE_NAMEs do not give are a doubt: TSK's
+        walk goes into a directory under the first name it meets.
+
+        Raises:
+          Doubt: TSK's walk must walk the volume.
+        """
+        assert self._fs.fallback is not None
+        try:
+            return self._index_names(self._fs.fallback.volume(), plan.paths)
+        except fsntfs.ERRORS as error:
+            raise Doubt(fsntfs.short(error)) from None
 
     def entries(
         self,
@@ -262,9 +272,8 @@ class MftWalker:
         last: int,
         seen: Seen,
     ) -> Iterator[FileItem]:
-        """The items of the MFT entries first .. last - 1, in entry order
-        (plan.waiting may hold only these entries' names); notes in seen the
-        entries listed and the index names their records do not give.
+        """The items of the MFT entries first .. last - 1, in entry order;
+        notes in seen what the rest of the walk needs of them.
 
         Raises:
           Doubt: TSK's walk must walk the volume.
@@ -273,28 +282,16 @@ class MftWalker:
         assert fs.fallback is not None
         volume = fs.fallback.volume()
         paths = plan.paths
-        waiting = plan.checks
+        noted = seen.names
         for index in range(first, last):
             record = self._read(volume, index, keep=True)
-            names = waiting.get(index)
             if record is None:
-                if names:  # no entry of TSK's walk has these names
-                    seen.extra += [(index, number) for number in range(len(names))]
                 continue
             if record.is_dir and paths.dir_record(index) is None:
                 raise Doubt(f"MFT entry {index}: a directory without the flag")
-            if names:
-                # Index names this entry's $FILE_NAMEs do not give: TSK lists both.
-                own = {
-                    (parent, name)
-                    for parent, seq, name in record.names
-                    if paths.parent_holds(parent, seq)
-                }
-                seen.extra += [
-                    (index, number)
-                    for number, key in enumerate(names)
-                    if key not in own
-                ]
+            for parent, seq, name in record.names:
+                if paths.parent_holds(parent, seq):
+                    noted.append((index, parent, name))
             if index != ROOT:
                 found = paths.paths(record)
                 if found:
@@ -302,21 +299,26 @@ class MftWalker:
                     yield from self._listed(index, record, found)
             record.entry = None
 
-    def rest(self, plan: MftPlan, seen: list[Seen]) -> Iterator[FileItem]:
-        """What follows the entries: the names only an index holds, and
-        $OrphanFiles (seen: what the walks of all the entries noted)."""
+    def rest(
+        self, plan: MftPlan, waiting: IndexNames, seen: list[Seen]
+    ) -> Iterator[FileItem]:
+        """What follows the entries: the names only an index holds (waiting:
+        index_names()), and $OrphanFiles (seen: what the walks of all the
+        entries noted)."""
         fs = self._fs
         names = ntfs_orphans.NamedEntries(int(fs.fs_info.info.last_inum))
-        extra: list[tuple[str, _Name]] = []
+        given: set[tuple[int, int, str]] = set()
         for part in seen:
             for index in part.known:
                 names.known[index] = 1
-            for index, number in part.extra:
-                _, dir_path, name = plan.waiting[index][number]
-                extra.append((dir_path, name))
-        for index, left in plan.waiting.items():
-            if index >= plan.entries:  # names of entries past $MFT's end
-                extra += [(dir_path, name) for _, dir_path, name in left]
+            given.update(part.names)
+        # TSK lists an index name its entry's $FILE_NAMEs do not give as well.
+        extra = [
+            (dir_path, name)
+            for index, left in waiting.items()
+            for parent, dir_path, name in left
+            if (index, parent, name.name) not in given
+        ]
         for dir_path, name in extra:
             entry = self._tsk.entry(
                 _join(dir_path, name.name),
@@ -334,20 +336,10 @@ class MftWalker:
         visited = {fs.root_inum, *plan.paths.listed_dirs()}
         yield from self._tsk.orphans(names, visited)
 
-    def _index_names(
-        self,
-        volume: Any,
-        flagged: set[int],
-        dirs: dict[int, _Record | None],
-        paths: _Paths,
-    ) -> dict[int, list[tuple[int, str, _Name]]]:
-        """The names the $I30 of the directories of the named tree hold, by
-        the entry they name: (directory, its path, name). Those naming a
-        directory its own $FILE_NAMEs do not give are a doubt: TSK's walk goes
-        into a directory under the first name it meets."""
+    def _index_names(self, volume: Any, paths: _Paths) -> IndexNames:
         reader = _IndexReader(volume, self._fs.fallback)
-        waiting: dict[int, list[tuple[int, str, _Name]]] = {}
-        for index, record in dirs.items():
+        waiting: IndexNames = {}
+        for index, record in paths.dirs.items():
             if record is None or not record.is_dir:
                 continue
             dir_path = paths.dir_path(index)
@@ -359,7 +351,7 @@ class MftWalker:
                 if name.name in (".", "..") or key in seen:
                     continue
                 seen.add(key)
-                target = dirs.get(name.addr) if name.addr in flagged else None
+                target = paths.dirs.get(name.addr)
                 if target is not None and self._walks_into(index, name, target, paths):
                     path = _join(dir_path, name.name)
                     raise Doubt(f"{path}: a directory only an index names")
@@ -519,7 +511,7 @@ class _Paths:
     """Directory paths by entry, from parent references, memoised."""
 
     def __init__(self, dirs: dict[int, _Record | None]) -> None:
-        self._dirs = dirs
+        self.dirs = dirs
         self._memo: dict[int, str | None] = {ROOT: "/"}
         self._busy: set[int] = set()
 
@@ -527,26 +519,26 @@ class _Paths:
         """Whether a name's parent reference is a directory TSK lists it in:
         NTFS bumps a record's sequence number when it frees it, and TSK lists
         a deleted directory's children by its sequence number less one."""
-        record = self._dirs.get(parent)
+        record = self.dirs.get(parent)
         if record is None or not record.is_dir:
             return False
         return record.seq == (seq if record.alloc else seq + 1)
 
     def dir_record(self, index: int) -> _Record | None:
-        return self._dirs.get(index)
+        return self.dirs.get(index)
 
     def listed_dirs(self) -> list[int]:
         """The directories the named tree holds."""
         return [
             index
-            for index, record in self._dirs.items()
+            for index, record in self.dirs.items()
             if record is not None and record.is_dir and self.dir_path(index)
         ]
 
     def dir_path(self, index: int) -> str | None:
         if index in self._memo:
             return self._memo[index]
-        record = self._dirs.get(index)
+        record = self.dirs.get(index)
         if record is None or index in self._busy:
             return None  # no directory, or a cycle of parent references
         self._busy.add(index)

@@ -101,10 +101,22 @@ class FileRange(ReadOnlyStream):
     def __init__(self, path: str, offset: int, size: int, name: str) -> None:
         super().__init__(size, name)
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - a reader
+        self._fd = self._file.fileno()
         self._base = offset
 
+    def read(self, size: int | None = -1) -> bytes:
+        # libfsntfs reads every MFT record and data run through here: kept short.
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        offset = self._offset
+        if size is None or size < 0 or offset + size > self._size:
+            size = max(0, self._size - offset)
+        data = os.pread(self._fd, size, self._base + offset)
+        self._offset = offset + len(data)
+        return data
+
     def _read_at(self, offset: int, size: int) -> bytes:
-        return os.pread(self._file.fileno(), size, self._base + offset)
+        return os.pread(self._fd, size, self._base + offset)
 
     def close(self) -> None:
         self._file.close()

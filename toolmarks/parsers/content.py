@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 from typing import BinaryIO
 
+from toolmarks.evidence.model import ReadOnlyStream
 from toolmarks.indicators.compiler import CompiledSet, rule_name
 from toolmarks.indicators.model import Indicator
 from toolmarks.parsers import manager
@@ -76,8 +77,10 @@ def scan_stream(
     want_imphash = "imphash" in compiled.hash_types
     pe_chunks: list[bytes] | None = None
     offset = 0
+    # A stream of known size is read to its end, without a last empty read.
+    end = file_object.get_size() if isinstance(file_object, ReadOnlyStream) else -1
     try:
-        while True:
+        while offset != end:
             try:
                 chunk = file_object.read(chunk_size)
             except Exception as error:  # noqa: BLE001 - any back end error
