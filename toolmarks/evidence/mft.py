@@ -5,9 +5,11 @@ entries plus every MFT entry whose $FILE_NAME names the directory at its
 sequence number (ntfs_dent.cpp), and lists the deleted entries no name reaches
 under $OrphanFiles. This walk reads each $MFT record once, in order, with
 libfsntfs and builds the same paths from the parent references; a pass over
-the directories' raw $I30 adds the names only an index holds. On 100,000 small
-files it costs half of TSK's walk, and TSK's listing of one directory grows
-with the square of its entries.
+the directories' raw $I30 adds the names only an index holds. The directories
+are read first (MftWalker.plan), so the records can be walked in ranges, each
+by the scan worker that reads their files (engine.scan): the main process of a
+scan of 100,000 small files in 1,000 folders reads those folders only. TSK's
+listing of one directory also grows with the square of its entries.
 
 TSK still reads, entry by entry, what TSKWalker knows how to list: entries
 with alternate data streams or an attribute list, data runs TSK may refuse,
@@ -193,6 +195,8 @@ class MftWalker:
         self.doubt: str | None = None
 
     def walk(self) -> Iterator[FileItem]:
+        """The whole walk in one process: plan, index names, the entries in
+        order, the rest."""
         # What was yielded before a doubt stopped this walk: TSK's walk then
         # lists the rest.
         yielded: set[tuple[str, str, int | None]] = set()
@@ -287,7 +291,7 @@ class MftWalker:
             record = self._read(volume, index, keep=True)
             if record is None:
                 continue
-            if record.is_dir and paths.dir_record(index) is None:
+            if record.is_dir and paths.dirs.get(index) is None:
                 raise Doubt(f"MFT entry {index}: a directory without the flag")
             for parent, seq, name in record.names:
                 if paths.parent_holds(parent, seq):
@@ -523,9 +527,6 @@ class _Paths:
         if record is None or not record.is_dir:
             return False
         return record.seq == (seq if record.alloc else seq + 1)
-
-    def dir_record(self, index: int) -> _Record | None:
-        return self.dirs.get(index)
 
     def listed_dirs(self) -> list[int]:
         """The directories the named tree holds."""
