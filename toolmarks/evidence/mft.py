@@ -25,7 +25,7 @@ import functools
 import itertools
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytsk3
@@ -33,7 +33,7 @@ from dfdatetime import definitions as dfdatetime_definitions
 from dfvfs.lib import tsk_time
 
 from toolmarks.evidence import fsntfs, ntfs_orphans, tsk
-from toolmarks.evidence.model import FileItem, Volume
+from toolmarks.evidence.model import FileItem, LazyTimes, Volume
 
 ROOT = 5
 _FILE_NAME = 0x30
@@ -71,47 +71,29 @@ class Doubt(Exception):
     """This walk cannot tell TSK's answer for sure: TSK walks the volume."""
 
 
-class FileTimes(Mapping[str, Any]):
+class FileTimes(LazyTimes):
     """An entry's $STANDARD_INFORMATION times as TSK reports them (TSKTime),
-    made when first read: most entries' times are never shown."""
+    made when first read."""
 
-    __slots__ = ("_filetimes", "_values")
+    __slots__ = ("_filetimes",)
 
     def __init__(self, filetimes: tuple[int, int, int, int]) -> None:
-        self._filetimes: tuple[int, int, int, int] | None = filetimes
-        self._values: dict[str, Any] | None = None
+        super().__init__()
+        self._filetimes = filetimes
 
-    def _made(self) -> dict[str, Any]:
-        if self._values is None:
-            assert self._filetimes is not None
-            values = {}
-            for key, filetime in zip(_TIME_KEYS, self._filetimes, strict=True):
-                # TSK's nt2unixtime (0 before 1970 and past 2106) and nt2nano.
-                seconds = max(0, filetime - _1601_TO_1970) // 10_000_000
-                if seconds > 0xFFFFFFFF:
-                    seconds = 0
-                fraction = filetime % 10_000_000 * 100
-                if seconds or fraction:
-                    values[key] = tsk_time.TSKTime(
-                        fraction_of_second=fraction,
-                        precision=_PRECISION,
-                        timestamp=seconds,
-                    )
-            self._values = values
-            self._filetimes = None
-        return self._values
-
-    def __getitem__(self, key: str) -> Any:
-        return self._made()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._made())
-
-    def __len__(self) -> int:
-        return len(self._made())
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (self._made(),))
+    def _make(self) -> dict[str, Any]:
+        values = {}
+        for key, filetime in zip(_TIME_KEYS, self._filetimes, strict=True):
+            # TSK's nt2unixtime (0 before 1970 and past 2106) and nt2nano.
+            seconds = max(0, filetime - _1601_TO_1970) // 10_000_000
+            if seconds > 0xFFFFFFFF:
+                seconds = 0
+            fraction = filetime % 10_000_000 * 100
+            if seconds or fraction:
+                values[key] = tsk_time.TSKTime(
+                    fraction_of_second=fraction, precision=_PRECISION, timestamp=seconds
+                )
+        return values
 
 
 class _Record:
