@@ -477,7 +477,8 @@ def test_workers_walking_ranges_find_what_one_process_finds(
 ) -> None:
     """A pool scans an NTFS volume in ranges of MFT entries, each walked by the
     worker that scans it: with ranges of 16 entries, every image is cut into
-    many, and the scan finds what one process walking the volume finds. On
+    many, and the scan finds what one process walking the volume finds, the
+    streams a range's worker hands back included. On
     broken-file a range meets a record libfsntfs refuses: the ranges' results
     are dropped and TSK's walk of the volume is scanned instead."""
     image, _ = IMAGES[case](request)
@@ -493,6 +494,8 @@ def test_workers_walking_ranges_find_what_one_process_finds(
     one, _ = scan_image(str(image), shipped, ScanOptions(workers=1))
     monkeypatch.setattr(scan, "MIN_RANGE", 16)
     monkeypatch.setattr(scan, "RANGES_PER_WORKER", 1000)
+    # Streams of 4 KiB and more go back to the main process, to be shared.
+    monkeypatch.setattr(scan, "HAND_BACK", 4096)
     many, _ = scan_image(str(image), shipped, ScanOptions(workers=2))
     assert timeline(many) == timeline(one)
     assert many.counts == one.counts

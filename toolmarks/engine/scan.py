@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import gc
 import io
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -698,11 +699,19 @@ def _scan_share(
 
 def _scan_mft_range(
     label: str, plan_file: str, first: int, last: int
-) -> tuple[UnitResult, list[tuple[str, str, Any]], mft.Seen, set[str], str | None]:
+) -> tuple[
+    UnitResult,
+    list[tuple[str, str, Any]],
+    mft.Seen,
+    set[str],
+    list[tuple[Any, ...]],
+    str | None,
+]:
     """Walks and scans MFT entries first .. last - 1 of an NTFS volume (the
     main process read its directories: plan_file); returns what they hold,
     the programs their artefacts say ran, what the walk noted, the allocated
-    paths, and why the volume must be walked whole instead (None if not)."""
+    paths, the hand-over keys of the streams of HAND_BACK bytes or more (not
+    scanned here), and why the volume must be walked whole instead (None)."""
     evidence, scanner = _worker_scanner()
     volume = next(v for v in evidence.volumes() if v.label == label)
     plans = _worker.setdefault("plans", {})
@@ -717,18 +726,32 @@ def _scan_mft_range(
 
     seen = mft.Seen()
     on_disk: set[str] = set()
+    large: list[tuple[Any, ...]] = []
     scanner.programs = []
     report, flush = _reporter()
     items = evidence.mft_entries(volume, plans[plan_file], first, last, seen, warn)
     try:
         with _fewer_collections():
-            scanner.scan_items(_noting_paths(items, on_disk), result, report)
+            small = _handing_back(_noting_paths(items, on_disk), large)
+            scanner.scan_items(small, result, report)
     except (mft.Doubt, OSError) as why:
         result.note_chunks(evidence)
-        return result, [], seen, set(), str(why)
+        return result, [], seen, set(), [], str(why)
     flush()
     result.note_chunks(evidence)
-    return result, scanner.programs, seen, on_disk, None
+    return result, scanner.programs, seen, on_disk, large, None
+
+
+def _handing_back(
+    items: Iterator[FileItem], large: list[tuple[Any, ...]]
+) -> Iterator[FileItem]:
+    """The items of streams under HAND_BACK bytes; the others' keys go to
+    large."""
+    for item in items:
+        if item.size >= HAND_BACK and item.reopen is not None:
+            large.append(Evidence.hand_over(item))
+        else:
+            yield item
 
 
 def _scan_free(label: str, unit: Unit) -> UnitResult:
@@ -1027,6 +1050,10 @@ def _scan_in_pool(
 # enough for them to balance, few enough that each range's start costs little.
 RANGES_PER_WORKER = 8
 MIN_RANGE = 4096
+# Streams from this size up are handed back by the range's worker and shared
+# between the workers by bytes, as other volumes' entries are: a volume of few
+# large files is one range (the 1 GiB bench: 2,000 records), one worker's.
+HAND_BACK = 64 * 1024
 
 
 def _scan_mft(
@@ -1078,11 +1105,16 @@ def _scan_mft(
             chunks.bad_sectors = result.bad_sectors
             done.append((chunks, []))
         return evidence.walk(volume, tsk_only=True)
-    for result, programs, _, paths, _ in found:
+    large = []
+    for result, programs, _, paths, keys, _ in found:
         done.append((result, programs))
         on_disk |= paths
-    seen = [seen for _, _, seen, _, _ in found]
-    return evidence.mft_rest(volume, plan, waiting, seen)
+        large += keys
+    seen = [seen for _, _, seen, _, _, _ in found]
+    return itertools.chain(
+        (evidence.taken_over(volume, key) for key in large),
+        evidence.mft_rest(volume, plan, waiting, seen),
+    )
 
 
 # Tasks waiting for or in a worker, per worker, while a walk runs ahead.
