@@ -3,7 +3,9 @@
 Work is cut into shares (one contiguous share of each batch of a volume's
 entries in disk order). In the local process pool the main process walks each
 volume once and hands the shares to the workers, which open the image
-themselves, read-only; units of work elsewhere (Celery) walk the volume each.
+themselves, read-only; an NTFS volume is instead cut into ranges of MFT
+records, each walked by the worker that scans it (_scan_mft). Units of work
+elsewhere (Celery) walk the volume each.
 """
 
 from __future__ import annotations
@@ -994,11 +996,11 @@ def _scan_in_pool(
 ) -> None:
     """Scans the volumes in a pool of worker processes.
 
-    The volumes TSK reads are walked once, here: each batch of entries is cut
-    into shares the workers open again by inode. When every worker walked the
-    whole volume, 100,000 small files cost each of them a walk (a third of a
-    one-worker scan) and TSK's listing of every open directory. Other volumes
-    are cut into units that walk the volume themselves.
+    NTFS volumes are walked in ranges of MFT records by the workers that scan
+    them (_scan_mft). The other volumes TSK reads are walked once, here: each
+    batch of entries is cut into shares the workers open again by inode (when
+    every worker walked the whole volume, 100,000 small files cost each of them
+    a walk). Other volumes are cut into units that walk the volume themselves.
     """
     workers = pool.workers
     image = evidence.image_path
