@@ -119,6 +119,7 @@ class FsntfsVolume:
         self._volume: Any = None
         self._file_object: Any = None
         self._error: str | None = None
+        self._last: tuple[int, Any] | None = None
 
     def entry(self, inode: int) -> Any:
         """The libfsntfs file entry of MFT entry inode.
@@ -126,11 +127,17 @@ class FsntfsVolume:
         Raises:
           OSError: the volume or the entry cannot be read.
         """
+        if self._last is not None and self._last[0] == inode:
+            return self._last[1]
         volume = self._open()
         try:
-            return volume.get_file_entry(inode)
+            entry = volume.get_file_entry(inode)
         except ERRORS as error:
             raise OSError(f"libfsntfs cannot read MFT entry {inode}: {short(error)}")
+        # The streams of one entry come one after the other, and an entry with
+        # hundreds of extension records takes libfsntfs about 8 ms to read.
+        self._last = (inode, entry)
+        return entry
 
     def source(self, inode: int, stream: str) -> Any:
         """The default data stream ("") or the named stream of MFT entry inode.
