@@ -3,7 +3,9 @@
 TSK is used instead of dfvfs' own back ends because it lists deleted names
 (directory slack, orphan entries) and NTFS alternate data streams. The walk
 talks to pytsk3 directly: building a dfvfs file entry per name would cost
-several extra look-ups for every entry. The data runs of a stream and NTFS'
+several extra look-ups for every entry. NTFS volumes are walked in $MFT order
+by mft.MftWalker, which lists what TSKWalker lists and has it read the entries
+that need TSK (entry, items, orphans). The data runs of a stream and NTFS'
 $Bitmap tell where its bytes lie and which clusters are free (unallocated space,
 a deleted file's reused clusters, the files on a damaged E01 chunk).
 
@@ -790,7 +792,8 @@ class TSKWalker:
         entry.tsk_file = tsk_file
         # pytsk3 leaves meta empty for most deleted names; load it ourselves,
         # as fls does. Inode 0 means "no inode" except on NTFS ($MFT), whose
-        # $MFT entry is always allocated and so already has its meta.
+        # $MFT entry is always allocated: TSK's listing has its meta, a name
+        # read from an index (MftWalker) has it loaded here.
         if meta is None and (meta_addr or (name_alloc and tsk_file is None)):
             try:
                 entry.tsk_file = self._fs.fs_info.open_meta(inode=meta_addr)
