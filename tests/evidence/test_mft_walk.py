@@ -292,8 +292,7 @@ def _orphans_unsure(path: Path) -> None:
 
 
 # Folder names of the CSV and terminal escaping tests (test_timeline,
-# test_scan_bad_input), a character outside the BMP (a UTF-16 surrogate pair)
-# and a 240-character name of 3-byte UTF-8 characters.
+# test_scan_bad_input) and a character outside the BMP (a UTF-16 surrogate pair).
 HOSTILE_FOLDERS = [
     "\x1b[31mred\x1b[0m",
     "bell\x07\x07",
@@ -302,13 +301,18 @@ HOSTILE_FOLDERS = [
     "=HYPERLINK(1)\n",
     "=cmd|' -C calc'!A0\x1b[31m\n",
     "emoji\U0001f600",
-    "\u65e5\u672c\u8a9e" * 80,
 ]
+# 240 characters of 3-byte UTF-8: TSK lists the folder under its full name
+# (from the index) and under its $FILE_NAME cut to 256 bytes.
+LONG_FOLDER = "\u65e5\u672c\u8a9e" * 80
 
 
-def _hostile_names(path: Path) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        plant_ntfs(path, HOSTILE_FOLDERS, Path(scratch) / "mount")
+def _planted(folders: list[str]) -> Callable[[Path], None]:
+    def build(path: Path) -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            plant_ntfs(path, folders, Path(scratch) / "mount")
+
+    return build
 
 
 def _deep(name: str, levels: int, last: int = 0) -> Callable[[Path], None]:
@@ -360,7 +364,7 @@ TSK_WALKS = {
     "broken-file": "MFT entry",
     "deep": "deeper than TSK walks",
     "orphans": "MFT entry 73",  # the builder's index erasure breaks its record
-    "hostile-names": "a directory only an index names",  # a name past 256 bytes
+    "long-name": "a directory only an index names",  # a name past 256 bytes
 }
 
 IMAGES: dict[str, Callable[[pytest.FixtureRequest], Source]] = {
@@ -417,7 +421,10 @@ IMAGES: dict[str, Callable[[pytest.FixtureRequest], Source]] = {
     "deep": _built("mft-deep.img", lambda _: _deep("d", 132)),
     "deep-127": _built("mft-deep-127.img", lambda _: _deep("d", 125)),
     "long-4095": _built("mft-long-4095.img", lambda _: _deep("n" * 100, 40, 4095)),
-    "hostile-names": _built("mft-hostile-names.img", lambda _: _hostile_names),
+    "hostile-names": _built(
+        "mft-hostile-names.img", lambda _: _planted(HOSTILE_FOLDERS)
+    ),
+    "long-name": _built("mft-long-name.img", lambda _: _planted([LONG_FOLDER])),
     "vsstest.qcow2+vss": _real("vsstest.qcow2", "all"),
     "windows_volume.qcow2": _real("windows_volume.qcow2", "none"),
     "vss-in-mbr+vss": lambda request: (
