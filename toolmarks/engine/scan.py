@@ -677,6 +677,12 @@ def _worker_scanner() -> tuple[Evidence, Scanner]:
     return _worker["evidence"], _worker["scanner"]
 
 
+def _worker_volume(label: str) -> tuple[Evidence, Scanner, Volume]:
+    """This worker's evidence and scanner, and its volume of that label."""
+    evidence, scanner = _worker_scanner()
+    return evidence, scanner, next(v for v in evidence.volumes() if v.label == label)
+
+
 def _open_worker() -> None:
     _worker_scanner()
 
@@ -686,8 +692,7 @@ def _scan_share(
 ) -> tuple[UnitResult, list[tuple[str, str, Any]]]:
     """Scans items the main process walked; returns what they hold and the
     programs their artefacts say ran."""
-    evidence, scanner = _worker_scanner()
-    volume = next(v for v in evidence.volumes() if v.label == label)
+    evidence, scanner, volume = _worker_volume(label)
     result = UnitResult()
     scanner.programs = []
     report, flush = _reporter()
@@ -714,8 +719,7 @@ def _scan_mft_range(
     the programs their artefacts say ran, what the walk noted, the allocated
     paths, the hand-over keys of the streams of HAND_BACK bytes or more (not
     scanned here), and why the volume must be walked whole instead (None)."""
-    evidence, scanner = _worker_scanner()
-    volume = next(v for v in evidence.volumes() if v.label == label)
+    evidence, scanner, volume = _worker_volume(label)
     plans = _worker.setdefault("plans", {})
     if plan_file not in plans:
         plans.clear()
@@ -757,8 +761,7 @@ def _handing_back(
 
 
 def _scan_free(label: str, unit: Unit) -> UnitResult:
-    evidence, scanner = _worker_scanner()
-    volume = next(v for v in evidence.volumes() if v.label == label)
+    evidence, scanner, volume = _worker_volume(label)
     result = UnitResult()
     report, flush = _reporter()
     scan_unallocated(

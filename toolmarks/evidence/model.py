@@ -147,9 +147,6 @@ class FileRange(ReadOnlyStream):
         self._offset = offset + len(data)
         return data
 
-    def _read_at(self, offset: int, size: int) -> bytes:
-        return os.pread(self._fd, size, self._base + offset)
-
     def close(self) -> None:
         self._file.close()
         super().close()
