@@ -242,6 +242,83 @@ def build_ntfs_many_streams(path: Path) -> None:
                     out.write(stream_content(name, number))
 
 
+# What the image of build_ntfs_direct holds: path (":" and a stream name for an
+# ADS) -> content as libfsntfs reads it, each at least 64 KiB unless said.
+DIRECT_CHUNK = 64 * 1024
+DIRECT_INIT = 100_000  # bytes of /short-init.bin initialised; the rest reads 0
+
+
+def _seeded(label: str, size: int) -> bytes:
+    """size deterministic bytes that do not compress or repeat."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{label}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+DIRECT_FILES = {
+    "/big.bin": _seeded("big", 3 * 1024 * 1024 + 17),
+    "/fragmented-a.bin": _seeded("a", 12 * DIRECT_CHUNK),
+    "/fragmented-b.bin": _seeded("b", 12 * DIRECT_CHUNK + 5),
+    "/streams.txt": b"main stream of streams.txt\n",
+    "/streams.txt:big": _seeded("ads", 200_000),
+    "/exactly-64k.bin": _seeded("edge", DIRECT_CHUNK),
+    "/under-64k.bin": _seeded("under", DIRECT_CHUNK - 1),  # read by libfsntfs
+    "/holes.bin": _seeded("h1", DIRECT_CHUNK)  # sparse in the middle
+    + bytes(4 * DIRECT_CHUNK)
+    + _seeded("h2", DIRECT_CHUNK),
+    "/short-init.bin": _seeded("init", DIRECT_INIT) + bytes(256 * 1024 - DIRECT_INIT),
+}
+
+
+def build_ntfs_direct(path: Path) -> None:
+    """64 MiB NTFS with the streams of DIRECT_FILES: one large file, two files
+    written into the holes of a full volume (so fragmented), a large ADS, files of 64 KiB and one byte
+    less, a file with a hole, and /short-init.bin, whose $DATA says that only
+    its first DIRECT_INIT bytes were written (NTFS reads the rest as zeros)."""
+    _run(["truncate", "-s", "64M", str(path)])
+    _run(["mkntfs", "-F", "-Q", "-q", str(path)])
+    files = DIRECT_FILES
+    with ntfs_mount(path, streams=True) as mount_point:
+        # First: its record lies where the $MFT of a fresh volume does.
+        (mount_point / "short-init.bin").write_bytes(
+            _seeded("init", 256 * 1024)  # the bytes past DIRECT_INIT: stale
+        )
+        for name in ("/big.bin", "/exactly-64k.bin", "/under-64k.bin"):
+            (mount_point / name[1:]).write_bytes(files[name])
+        (mount_point / "streams.txt").write_bytes(files["/streams.txt"])
+        with open(f"{mount_point}/streams.txt:big", "wb") as stream:
+            stream.write(files["/streams.txt:big"])
+        # The volume filled with 64 KiB files, every other one deleted: the
+        # two files written then take the holes, one run each.
+        fillers = []
+        with contextlib.suppress(OSError):  # no space left: full
+            while True:
+                filler = mount_point / f"filler{len(fillers):04d}"
+                fillers.append(filler)
+                filler.write_bytes(bytes(DIRECT_CHUNK))
+        for filler in fillers[::2]:
+            filler.unlink(missing_ok=True)
+        for name in ("/fragmented-a.bin", "/fragmented-b.bin"):
+            (mount_point / name[1:]).write_bytes(files[name])
+        with open(mount_point / "holes.bin", "wb") as out:
+            out.write(files["/holes.bin"][:DIRECT_CHUNK])
+            out.seek(5 * DIRECT_CHUNK)
+            out.write(files["/holes.bin"][5 * DIRECT_CHUNK :])
+    entry = ntfs_entry_of(path, "/short-init.bin")
+
+    def initialised(record: bytearray) -> None:
+        attribute = struct.unpack_from("<H", record, 0x14)[0]
+        while struct.unpack_from("<I", record, attribute)[0] != 0x80:
+            attribute += struct.unpack_from("<I", record, attribute + 4)[0]
+        assert record[attribute + 8] == 1, "short-init.bin: $DATA is resident"
+        struct.pack_into("<Q", record, attribute + 0x38, DIRECT_INIT)
+
+    patch_ntfs_record(path, entry, initialised)
+
+
 def build_ntfs_evtx(path: Path, evtx: Path, inside: str) -> None:
     """16 MiB NTFS with a copy of the event log evtx at the path inside."""
     _run(["truncate", "-s", "16M", str(path)])

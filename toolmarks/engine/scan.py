@@ -489,6 +489,9 @@ FIRST_BATCH = 256
 GC_THRESHOLD = 50_000
 # What opening an entry costs, in bytes read, when balancing shares.
 ENTRY_COST = 16 * 1024
+# Bytes of content a share holds at most, where a batch has more than one a
+# worker: the last shares to end are then small.
+PIECE = 32 * 1024 * 1024
 
 
 def _disk_order(item: FileItem) -> tuple[int, int]:
@@ -521,6 +524,14 @@ def _shares(
         shares[min(stride - 1, before * stride // total)].append(item)
         before += cost
     return shares
+
+
+def _pieces(batch: list[FileItem], workers: int, options: ScanOptions) -> int:
+    """Into how many shares a batch is cut: one per worker, or more where it
+    holds more than PIECE bytes a worker, so that no worker is left with a
+    large share when the others are done."""
+    size = sum(item.size for item in batch if not not_read(item, options))
+    return max(workers, -(-size // PIECE))
 
 
 def run_unit(
@@ -1027,10 +1038,12 @@ def _scan_in_pool(
         walk = _noting_paths(items, on_disk)
         with _fewer_collections():
             for batch in _batches(walk):
-                for index, share in enumerate(_shares(batch, workers, options)):
+                pieces = _pieces(batch, workers, options)
+                for index, share in enumerate(_shares(batch, pieces, options)):
                     if share:
                         keys = [Evidence.hand_over(item) for item in share]
-                        shares[index].append(submit(_scan_share, volume.label, keys))
+                        task = submit(_scan_share, volume.label, keys)
+                        shares[index % workers].append(task)
         rest = [
             submit(_scan_free, volume.label, unit) if options.unallocated else None
             for unit in units
@@ -1079,6 +1092,7 @@ def _scan_mft(
         return evidence.walk(volume)
     count = plan.entries
     step = max(MIN_RANGE, -(-count // (pool.workers * RANGES_PER_WORKER)))
+    step = min(step, -(-count // pool.workers))  # every worker walks some
     handle, plan_file = tempfile.mkstemp(prefix="toolmarks-", suffix=".plan")
     try:
         with os.fdopen(handle, "wb") as sink:

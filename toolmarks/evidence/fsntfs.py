@@ -16,10 +16,16 @@ from typing import Any
 
 import pyfsntfs
 
-from toolmarks.evidence.model import ReadOnlyStream
+from toolmarks.evidence.model import FileRange, ReadOnlyStream
 
 # libfsntfs extent flag: no clusters behind the extent (sparse).
 _EXTENT_SPARSE = 0x00000001
+_ATTRIBUTE_LIST = 0x20
+_DATA = 0x80
+_COMPRESSED = 0x800  # a file attribute flag ($STANDARD_INFORMATION)
+# Smaller streams are read through libfsntfs: finding out whether a stream can
+# be read directly costs about 5 µs, what reading 12 KiB directly saves.
+DIRECT_MIN = 64 * 1024
 # NTFS' own files: MFT entries 0-23, and those in $Extend (entry 11).
 _FIRST_USER_ENTRY = 24
 _EXTEND = 11
@@ -41,12 +47,34 @@ class FsntfsStream(ReadOnlyStream):
     libfsntfs produces them per read, so a sparse file is never held whole.
     """
 
-    def __init__(self, source: Any, size: int, name: str, why: str = "") -> None:
+    def __init__(
+        self,
+        source: Any,
+        size: int,
+        name: str,
+        why: str = "",
+        direct: Direct | None = None,
+    ) -> None:
         super().__init__(size, name)
         self._source = source
         # What read errors begin with: the stream, and why libfsntfs reads it
         # when TSK could not.
         self._where = f"{name}: {why}; " if why else f"{name}: "
+        self._direct = direct
+        self.reads_into = direct is not None
+
+    def readinto(self, buffer: Any) -> int:
+        if self._direct is None:
+            return super().readinto(buffer)
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        offset = self._offset
+        size = max(0, min(len(buffer), self._size - offset))
+        view = memoryview(buffer)[:size]
+        if not self._direct.read_into(offset, view):
+            view[:] = self._read_at(offset, size)
+        self._offset = offset + size
+        return size
 
     def _read_at(self, offset: int, size: int) -> bytes:
         chunks = []
@@ -76,6 +104,82 @@ class FsntfsStream(ReadOnlyStream):
             return data_ranges(self._source)
         except ERRORS:
             return None
+
+
+class Direct:
+    """A stream's clusters read straight from a raw image.
+
+    libfsntfs reads a stream cluster block by cluster block through a Python
+    file object, and copies each block twice. Where every extent of the stream
+    has clusters behind it, none is compressed and the stream is initialised to
+    its end, its bytes are its extents' bytes, which preadv puts where the
+    reader wants them: reading 742 MiB of large files took 0.37 s of CPU
+    through libfsntfs, 0.07 s so.
+    """
+
+    __slots__ = ("_file", "_runs")
+
+    def __init__(self, file: FileRange, runs: list[tuple[int, int, int]]) -> None:
+        self._file = file
+        self._runs = runs  # (first byte, end, volume offset of the first byte)
+
+    def read_into(self, offset: int, view: memoryview) -> bool:
+        """Fills view with the bytes at offset of the stream; False if the
+        image ends before them (libfsntfs then reads them, and says what is
+        wrong)."""
+        stop = offset + len(view)
+        for start, end, where in self._runs:
+            if end <= offset:
+                continue
+            if start >= stop:
+                break
+            first, last = max(start, offset), min(end, stop)
+            piece = view[first - offset : last - offset]
+            if not self._file.pread_into(where + first - start, piece):
+                return False
+        return True
+
+
+def direct(
+    file_object: Any, entry: Any, stream: str, source: Any, size: int
+) -> Direct | None:
+    """How to read source (entry itself or its stream named stream) straight
+    from the raw image file_object; None where only libfsntfs reads it as it
+    is: resident, sparse, compressed or not initialised to its end, split over
+    an attribute list, or not on a raw image."""
+    if not isinstance(file_object, FileRange) or size <= 0:
+        return None
+    try:
+        if entry.file_attribute_flags & _COMPRESSED:
+            return None
+        found = None
+        for index in range(entry.number_of_attributes):
+            attribute = entry.get_attribute(index)
+            kind = attribute.attribute_type
+            if kind == _ATTRIBUTE_LIST:
+                return None
+            if kind == _DATA and (attribute.attribute_name or "") == stream:
+                if found is not None:
+                    return None
+                found = attribute
+        if found is None or not found.data_size == found.valid_data_size == size:
+            return None
+        runs, position = [], 0
+        limit = file_object.get_size()
+        for index in range(source.number_of_extents):
+            offset, length, flags = source.get_extent(index)
+            if flags or offset < 0:
+                return None
+            end = min(position + int(length), size)
+            if offset + end - position > limit:
+                return None
+            runs.append((position, end, int(offset)))
+            position = end
+            if position == size:
+                return Direct(file_object, runs)
+    except ERRORS:
+        return None
+    return None
 
 
 def extents(source: Any) -> list[tuple[int, int]]:
@@ -157,6 +261,16 @@ class FsntfsVolume:
         if found is None:
             raise OSError(f"libfsntfs finds no stream {stream} in MFT entry {inode}")
         return found
+
+    def stream(
+        self, entry: Any, stream: str, source: Any, size: int, name: str, why: str = ""
+    ) -> FsntfsStream:
+        """A reader of source: entry itself (stream "") or its stream named
+        stream."""
+        plan = None
+        if size >= DIRECT_MIN:
+            plan = direct(self._file_object, entry, stream, source, size)
+        return FsntfsStream(source, size, name, why, plan)
 
     def volume(self) -> Any:
         """The pyfsntfs volume.

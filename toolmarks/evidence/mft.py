@@ -429,7 +429,12 @@ class MftWalker:
         if is_file:
             if record.entry is not None:
                 item._opener = functools.partial(
-                    fsntfs.FsntfsStream, record.entry, size, item.display_path
+                    fs.fallback.stream,
+                    record.entry,
+                    "",
+                    record.entry,
+                    size,
+                    item.display_path,
                 )
             else:
                 item._opener = functools.partial(

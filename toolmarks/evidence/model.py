@@ -23,6 +23,10 @@ class ReadOnlyStream(io.RawIOBase):
     and TSK reads the volume underneath, so a shared offset cannot be trusted.
     """
 
+    # Whether readinto fills the buffer straight from the image, without the
+    # bytes object read() makes (and copies once more here).
+    reads_into = False
+
     def __init__(self, size: int, name: str) -> None:
         super().__init__()
         self._size = size
@@ -146,6 +150,13 @@ class FileRange(ReadOnlyStream):
         data = os.pread(self._fd, size, self._base + offset)
         self._offset = offset + len(data)
         return data
+
+    def pread_into(self, offset: int, view: memoryview) -> bool:
+        """Fills view with the bytes at offset of the range, without moving
+        its position; False if the range or the file ends first."""
+        if offset + len(view) > self._size:
+            return False
+        return os.preadv(self._fd, [view], self._base + offset) == len(view)
 
     def close(self) -> None:
         self._file.close()

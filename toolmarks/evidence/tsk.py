@@ -475,11 +475,13 @@ class TSKFileSystem:
         small files, half the time of their read). TSK reads what libfsntfs
         cannot open or sizes differently, and every other file system.
         """
-        if self.fallback is not None:
+        fallback = self.fallback
+        if fallback is not None:
             try:
-                source = self.fallback.source(inode, stream)
+                source = fallback.source(inode, stream)
                 if int(source.size) == size:
-                    return fsntfs.FsntfsStream(source, size, name)
+                    entry = fallback.entry(inode)
+                    return fallback.stream(entry, stream, source, size, name)
             except (OSError, *fsntfs.ERRORS):
                 pass
         if tsk_file is None:
@@ -1310,10 +1312,12 @@ def taken_over(fs: TSKFileSystem, volume: Volume, key: tuple[Any, ...]) -> FileI
 def _open_fsntfs(
     fs: TSKFileSystem, inode: int, stream: str, size: int, name: str, why: str
 ) -> fsntfs.FsntfsStream:
+    fallback = fs.fallback
     try:
-        if fs.fallback is None:
+        if fallback is None:
             raise OSError("libfsntfs is not used for this volume")
-        source = fs.fallback.source(inode, stream)
+        source = fallback.source(inode, stream)
+        entry = fallback.entry(inode)
     except OSError as error:
         raise OSError(f"{name}: {why}; {error}") from None
-    return fsntfs.FsntfsStream(source, size, name, why)
+    return fallback.stream(entry, stream, source, size, name, why)

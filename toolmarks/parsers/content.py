@@ -79,10 +79,15 @@ def scan_stream(
     offset = 0
     # A stream of known size is read to its end, without a last empty read.
     end = file_object.get_size() if isinstance(file_object, ReadOnlyStream) else -1
+    # Chunks are views of one buffer where the stream fills it itself.
+    view = _buffer(chunk_size) if getattr(file_object, "reads_into", False) else None
     try:
         while offset != end:
             try:
-                chunk = file_object.read(chunk_size)
+                if view is None:
+                    chunk = file_object.read(chunk_size)
+                else:
+                    chunk = view[: file_object.readinto(view)]
             except Exception as error:  # noqa: BLE001 - any back end error
                 result.error = f"read failed at offset {offset}: {error}"
                 break
@@ -94,7 +99,7 @@ def scan_stream(
                 digest.update(chunk)
             if pe_chunks is not None:
                 if offset + len(chunk) <= MAX_PE_SIZE:
-                    pe_chunks.append(chunk)
+                    pe_chunks.append(bytes(chunk))
                 else:
                     pe_chunks = None
                     result.notes.append(
@@ -111,6 +116,18 @@ def scan_stream(
         if problem:
             result.notes.append(problem)
     return result
+
+
+_buffers: dict[int, memoryview] = {}
+
+
+def _buffer(size: int) -> memoryview:
+    """This process's read buffer of size bytes: a new one for every file
+    cost a page fault for every 4 KiB read."""
+    found = _buffers.get(size)
+    if found is None:
+        found = _buffers[size] = memoryview(bytearray(size))
+    return found
 
 
 # The constructors themselves: hashlib.new() goes through a Python wrapper
@@ -173,7 +190,7 @@ class _StringScan:
                 return
         self._first[pattern] = self._base + start
 
-    def feed(self, chunk: bytes, offset: int) -> None:
+    def feed(self, chunk: bytes | memoryview, offset: int) -> None:
         buffer = self._tail + chunk if self._tail else chunk
         self._base = offset - len(self._tail)
         self._buffer = buffer
@@ -183,10 +200,11 @@ class _StringScan:
         if self._matcher.database is not None:
             self._matcher.database.scan(buffer, match_event_handler=self._on_match)
         if self._matcher.rules is not None:
-            for match in self._matcher.rules.match(data=buffer):
+            for match in self._matcher.rules.match(data=bytes(buffer)):
                 self._add_yara(match, self._base)
         overlap = self._matcher.overlap
-        self._tail = buffer[-overlap:] if overlap else b""
+        # Bytes of their own: a chunk may be a view of a buffer read into again.
+        self._tail = bytes(buffer[-overlap:]) if overlap else b""
 
     def _add_yara(self, match, base: int) -> None:
         """Keeps the first occurrence of each rule; later chunks add new rules."""

@@ -1,0 +1,140 @@
+"""NTFS streams read straight from a raw image (fsntfs.Direct) read what
+libfsntfs reads, and only those streams whose bytes are their clusters' are.
+
+The scan reads a stream of 64 KiB or more on a raw image with preadv into its
+own buffer when every extent has clusters behind it, none is compressed and
+the stream is initialised to its end; every other stream goes through
+libfsntfs. The image of build_ntfs_direct holds one stream of each kind, on a
+bare volume and as the partition of an MBR disk (the volume then starts 1 MiB
+into the image file); both walks (the $MFT walk and TSK's, which make their
+streams apart) are read with the scan's own reader and in odd-sized reads that
+cross the extents' ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import evidence_images as images
+import pytest
+
+from toolmarks.evidence import Evidence, fsntfs
+from toolmarks.evidence.model import FileItem
+from toolmarks.indicators import loader
+from toolmarks.indicators.compiler import compile_set
+from toolmarks.parsers import content
+
+# The streams of build_ntfs_direct read with preadv; the others are what
+# libfsntfs alone reads as they are (resident, under 64 KiB, a hole, bytes past
+# the initialised size).
+DIRECT = {
+    "/big.bin",
+    "/fragmented-a.bin",
+    "/fragmented-b.bin",
+    "/streams.txt:big",
+    "/exactly-64k.bin",
+}
+ODD_READ = 65_537  # ends inside clusters and runs
+
+
+@pytest.fixture(scope="module")
+def direct_images(built: Path) -> dict[str, Path]:
+    bare = built / "direct.img"
+    if not bare.exists():
+        images.build_ntfs_direct(bare)
+    disk = built / "direct-mbr.img"
+    if not disk.exists():
+        images.build_mbr_around(bare, disk)
+    return {"bare": bare, "mbr": disk}
+
+
+def _streams(evidence: Evidence, tsk_only: bool) -> Iterator[tuple[str, FileItem]]:
+    (volume,) = evidence.volumes()
+    for item in evidence.walk(volume, tsk_only=tsk_only):
+        if (
+            item.is_file
+            and item.allocated
+            and item.path in {name.partition(":")[0] for name in images.DIRECT_FILES}
+        ):
+            name = f"{item.path}:{item.stream}" if item.stream else item.path
+            yield name, item
+
+
+def _read_in(item: FileItem, size: int) -> bytes:
+    """The stream read with readinto, size bytes at a time, as scan_stream
+    reads it."""
+    out = bytearray()
+    buffer = memoryview(bytearray(size))
+    with item.open() as stream:
+        while True:
+            count = stream.readinto(buffer)
+            if not count:
+                return bytes(out)
+            out += buffer[:count]
+
+
+def _by_libfsntfs(evidence: Evidence, item: FileItem) -> bytes:
+    fallback = evidence._handle(item.volume).fallback
+    source = fallback.source(item.inode, item.stream)
+    return fsntfs.FsntfsStream(source, item.size, item.display_path).read()
+
+
+@pytest.mark.parametrize("layout", ["bare", "mbr"])
+@pytest.mark.parametrize("walk", ["mft", "tsk"])
+def test_direct_reads_read_what_libfsntfs_reads(
+    direct_images: dict[str, Path], layout: str, walk: str
+) -> None:
+    compiled = compile_set(loader.load([], shipped=True))
+    read_direct, seen = set(), set()
+    with Evidence(direct_images[layout], warn=lambda *_: None) as evidence:
+        for name, item in _streams(evidence, tsk_only=walk == "tsk"):
+            seen.add(name)
+            wanted = images.DIRECT_FILES[name]
+            with item.open() as stream:
+                if stream.reads_into:
+                    read_direct.add(name)
+            assert _by_libfsntfs(evidence, item) == wanted, name
+            assert _read_in(item, content.CHUNK_SIZE) == wanted, name
+            assert _read_in(item, ODD_READ) == wanted, name
+            with item.open() as stream:
+                found = content.scan_stream(stream, compiled)
+            assert found.error is None, (name, found.error)
+            assert found.hashes["sha256"] == hashlib.sha256(wanted).hexdigest(), name
+    assert seen == set(images.DIRECT_FILES)
+    assert read_direct == DIRECT
+
+
+def test_fragmented_streams_are_in_several_runs(
+    direct_images: dict[str, Path],
+) -> None:
+    """What the test above claims of the image: its fragmented files are."""
+    with Evidence(direct_images["bare"], warn=lambda *_: None) as evidence:
+        for name, item in _streams(evidence, tsk_only=False):
+            if name.startswith("/fragmented-"):
+                source = evidence._handle(item.volume).fallback.source(item.inode, "")
+                assert source.number_of_extents > 1, name
+
+
+def test_string_hits_across_reads_into_one_buffer() -> None:
+    """A string the buffer holds across two reads is found once, at its
+    offset, when the chunks are views of one buffer read into again."""
+    data = b"x" * (ODD_READ - 10) + b"Windows Credentials Editor" + b"y" * 1000
+
+    class Reader(fsntfs.FsntfsStream):
+        def __init__(self) -> None:
+            super().__init__(None, len(data), "memory")
+            self.reads_into = True
+
+        def readinto(self, buffer: memoryview) -> int:
+            piece = data[self._offset : self._offset + len(buffer)]
+            buffer[: len(piece)] = piece
+            self._offset += len(piece)
+            return len(piece)
+
+    compiled = compile_set(loader.load([], shipped=True))
+    found = content.scan_stream(Reader(), compiled, chunk_size=ODD_READ)
+    assert found.hashes["md5"] == hashlib.md5(data).hexdigest()
+    offsets = {hit.indicator.id: hit.offset for hit in found.strings}
+    assert offsets.get("wce.string.credentials_editor") == ODD_READ - 10, offsets
