@@ -39,10 +39,11 @@ def timed(*args, **kwargs):
     finally:
         spent[0] += time.perf_counter() - start
 run.scan_image = timed
-from toolmarks.cli.main import main
-code = main(sys.argv[2:])
-open(sys.argv[1], "w").write(repr(spent[0]))
-sys.exit(code)
+from toolmarks.cli.main import run
+spent_file = sys.argv.pop(1)
+import atexit
+atexit.register(lambda: open(spent_file, "w").write(repr(spent[0])))
+run()
 """
 
 

@@ -1,7 +1,5 @@
 """Runs the toolmarks command line: python -m toolmarks."""
 
-import sys
+from toolmarks.cli.main import run
 
-from toolmarks.cli.main import main
-
-sys.exit(main())
+run()

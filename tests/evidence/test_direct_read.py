@@ -1,14 +1,14 @@
-"""NTFS streams read straight from a raw image (fsntfs.Direct) read what
+"""NTFS streams read straight from their volume (fsntfs.Direct) read what
 libfsntfs reads, and only those streams whose bytes are their clusters' are.
 
-The scan reads a stream of 64 KiB or more on a raw image with preadv into its
-own buffer when every extent has clusters behind it, none is compressed and
-the stream is initialised to its end; every other stream goes through
-libfsntfs. The image of build_ntfs_direct holds one stream of each kind, on a
-bare volume and as the partition of an MBR disk (the volume then starts 1 MiB
-into the image file); both walks (the $MFT walk and TSK's, which make their
-streams apart) are read with the scan's own reader and in odd-sized reads that
-cross the extents' ends.
+The scan reads a stream of 64 KiB or more in one read a run (with preadv into
+its own buffer on a raw image) when every extent has clusters behind it, none
+is compressed and the stream is initialised to its end; every other stream
+goes through libfsntfs. The image of build_ntfs_direct holds one stream of
+each kind, on a bare volume, as the partition of an MBR disk (the volume then
+starts 1 MiB into the image file) and in an E01 of that disk; both walks (the
+$MFT walk and TSK's, which make their streams apart) are read with the scan's
+own reader and in odd-sized reads that cross the extents' ends.
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ def direct_images(built: Path) -> dict[str, Path]:
     disk = built / "direct-mbr.img"
     if not disk.exists():
         images.build_mbr_around(bare, disk)
-    return {"bare": bare, "mbr": disk}
+    ewf = built / "direct.E01"
+    if not ewf.exists():
+        images.build_ewf(disk, built / "direct")
+    return {"bare": bare, "mbr": disk, "mbr.E01": ewf}
 
 
 def _streams(evidence: Evidence, tsk_only: bool) -> Iterator[tuple[str, FileItem]]:
@@ -81,7 +84,7 @@ def _by_libfsntfs(evidence: Evidence, item: FileItem) -> bytes:
     return fsntfs.FsntfsStream(source, item.size, item.display_path).read()
 
 
-@pytest.mark.parametrize("layout", ["bare", "mbr"])
+@pytest.mark.parametrize("layout", ["bare", "mbr", "mbr.E01"])
 @pytest.mark.parametrize("walk", ["mft", "tsk"])
 def test_direct_reads_read_what_libfsntfs_reads(
     direct_images: dict[str, Path], layout: str, walk: str
