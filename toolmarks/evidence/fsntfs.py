@@ -1,8 +1,9 @@
 """libfsntfs: the reader of NTFS content, and of the entries TSK gives up on.
 
 The Sleuth Kit walks (deleted names, orphans); libfsntfs, which dfvfs and
-plaso read NTFS with, reads the streams the walk lists (TSKFileSystem.content).
-It also lists the streams of the entries where TSK shows signs of giving up:
+plaso read NTFS with, reads the streams the walk lists (TSKFileSystem.content);
+a large stream whose extents libfsntfs reports plain is read straight from them
+(Direct). It also lists the streams of the entries where TSK shows signs of giving up:
 TSK drops a $DATA attribute whose data runs it refuses (a run longer than the
 volume, which every large sparse file has, or a corrupt one) and reports the
 file as empty; its attribute list parser reads at most 256 extension MFT
