@@ -21,7 +21,7 @@ import evidence_images as images
 import pytest
 
 from toolmarks.evidence import Evidence, fsntfs
-from toolmarks.evidence.model import FileItem
+from toolmarks.evidence.model import FileItem, FileRange
 from toolmarks.indicators import loader
 from toolmarks.indicators.compiler import compile_set
 from toolmarks.parsers import content
@@ -141,3 +141,34 @@ def test_string_hits_across_reads_into_one_buffer() -> None:
     assert found.hashes["md5"] == hashlib.md5(data).hexdigest()
     offsets = {hit.indicator.id: hit.offset for hit in found.strings}
     assert offsets.get("wce.string.credentials_editor") == ODD_READ - 10, offsets
+
+
+def test_direct_reads_across_many_runs(tmp_path: Path) -> None:
+    """A stream of 300 runs scattered backwards over a volume file (one of
+    them empty), read at offsets and sizes that start and end anywhere: each
+    read gives the stream's bytes, and a read the volume cannot give whole
+    says so."""
+    block = 1000
+    count = 300
+    stream = bytes(range(256)) * (block * count // 256) + bytes(block * count % 256)
+    volume = bytearray(block * (count + 1))
+    runs, position = [], 0
+    for number in range(count):
+        where = (count - number) * block  # backwards, never at 0
+        volume[where : where + block] = stream[position : position + block]
+        runs.append((position, position + block, where))
+        if number == 100:
+            runs.append((position + block, position + block, 0))
+        position += block
+    path = tmp_path / "volume.raw"
+    path.write_bytes(bytes(volume))
+    file = FileRange(str(path), 0, len(volume), "volume.raw")
+    plan = fsntfs.Direct(file, runs)
+    for offset, size in [(0, 1), (0, len(stream)), (999, 2), (100_999, 1_002)] + [
+        (offset, 7_777) for offset in range(0, len(stream) - 7_777, 3_333)
+    ]:
+        view = memoryview(bytearray(size))
+        assert plan.read_into(offset, view), (offset, size)
+        assert bytes(view) == stream[offset : offset + size], (offset, size)
+    past_end = fsntfs.Direct(file, [(0, block, len(volume) - block // 2)])
+    assert not past_end.read_into(0, memoryview(bytearray(block)))

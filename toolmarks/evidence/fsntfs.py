@@ -12,6 +12,7 @@ entries and 256 distinct attributes of one file.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -120,11 +121,14 @@ class Direct:
     an E01.
     """
 
-    __slots__ = ("_file", "_read", "_runs")
+    __slots__ = ("_file", "_read", "_runs", "_starts")
 
     def __init__(self, file: Any, runs: list[tuple[int, int, int]]) -> None:
         self._file = file
         self._runs = runs  # (first byte, end, volume offset of the first byte)
+        # Where each run starts: a read finds its first run by bisection, not
+        # by passing the runs before it (a file may have thousands).
+        self._starts = [start for start, _, _ in runs]
         self._read = file.pread_into if isinstance(file, FileRange) else self._copy
 
     def read_into(self, offset: int, view: memoryview) -> bool:
@@ -132,9 +136,12 @@ class Direct:
         volume cannot give them (libfsntfs then reads them, and says what is
         wrong)."""
         stop = offset + len(view)
-        for start, end, where in self._runs:
+        runs = self._runs
+        # The run holding offset (the first starts at 0), and those after it.
+        for index in range(bisect.bisect_right(self._starts, offset) - 1, len(runs)):
+            start, end, where = runs[index]
             if end <= offset:
-                continue
+                continue  # an empty run
             if start >= stop:
                 break
             first, last = max(start, offset), min(end, stop)
