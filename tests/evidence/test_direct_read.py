@@ -8,11 +8,14 @@ goes through libfsntfs. The image of build_ntfs_direct holds one stream of
 each kind, on a bare volume, as the partition of an MBR disk (the volume then
 starts 1 MiB into the image file) and in an E01 of that disk; both walks (the
 $MFT walk and TSK's, which make their streams apart) are read with the scan's
-own reader and in odd-sized reads that cross the extents' ends.
+own reader and in odd-sized reads that cross the extents' ends. The scan reads
+such streams into one buffer per thread: strings across two reads, and scans
+in threads at once, are checked too.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,19 +128,8 @@ def test_string_hits_across_reads_into_one_buffer() -> None:
     offset, when the chunks are views of one buffer read into again."""
     data = b"x" * (ODD_READ - 10) + b"Windows Credentials Editor" + b"y" * 1000
 
-    class Reader(fsntfs.FsntfsStream):
-        def __init__(self) -> None:
-            super().__init__(None, len(data), "memory")
-            self.reads_into = True
-
-        def readinto(self, buffer: memoryview) -> int:
-            piece = data[self._offset : self._offset + len(buffer)]
-            buffer[: len(piece)] = piece
-            self._offset += len(piece)
-            return len(piece)
-
     compiled = compile_set(loader.load([], shipped=True))
-    found = content.scan_stream(Reader(), compiled, chunk_size=ODD_READ)
+    found = content.scan_stream(_Memory(data), compiled, chunk_size=ODD_READ)
     assert found.hashes["md5"] == hashlib.md5(data).hexdigest()
     offsets = {hit.indicator.id: hit.offset for hit in found.strings}
     assert offsets.get("wce.string.credentials_editor") == ODD_READ - 10, offsets
@@ -172,3 +164,36 @@ def test_direct_reads_across_many_runs(tmp_path: Path) -> None:
         assert bytes(view) == stream[offset : offset + size], (offset, size)
     past_end = fsntfs.Direct(file, [(0, block, len(volume) - block // 2)])
     assert not past_end.read_into(0, memoryview(bytearray(block)))
+
+
+class _Memory(fsntfs.FsntfsStream):
+    """A stream that fills the reader's buffer itself, from bytes in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(None, len(data), "memory")
+        self.reads_into = True
+        self._data = data
+
+    def readinto(self, buffer: memoryview) -> int:
+        piece = self._data[self._offset : self._offset + len(buffer)]
+        buffer[: len(piece)] = piece
+        self._offset += len(piece)
+        return len(piece)
+
+
+def test_threads_scanning_at_once_read_their_own_streams() -> None:
+    """Scans in threads of one process (a Celery thread pool) each read into
+    a buffer of their own (each with its own compiled set, as each scan
+    compiles it: a Hyperscan database scans in one thread at a time)."""
+    indicator_set = loader.load([], shipped=True)
+    streams = [images._seeded(f"thread {n}", 1 << 20) for n in range(4)]
+
+    def md5(data: bytes) -> str:
+        compiled = compile_set(indicator_set)
+        found = content.scan_stream(_Memory(data), compiled, chunk_size=4096)
+        return found.hashes["md5"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            got = list(pool.map(md5, streams))
+            assert got == [hashlib.md5(data).hexdigest() for data in streams]

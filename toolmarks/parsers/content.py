@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from typing import BinaryIO
 
 from toolmarks.evidence.model import ReadOnlyStream
@@ -118,15 +119,20 @@ def scan_stream(
     return result
 
 
-_buffers: dict[int, memoryview] = {}
+# Each thread's read buffers, by size: scans may run in threads (a Celery
+# worker's thread pool), and a buffer is read into again for every chunk.
+_local = threading.local()
 
 
 def _buffer(size: int) -> memoryview:
-    """This process's read buffer of size bytes: a new one for every file
+    """This thread's read buffer of size bytes: a new one for every file
     cost a page fault for every 4 KiB read."""
-    found = _buffers.get(size)
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    found = buffers.get(size)
     if found is None:
-        found = _buffers[size] = memoryview(bytearray(size))
+        found = buffers[size] = memoryview(bytearray(size))
     return found
 
 
