@@ -3,11 +3,11 @@
 The Sleuth Kit walks (deleted names, orphans); libfsntfs, which dfvfs and
 plaso read NTFS with, reads the streams the walk lists (TSKFileSystem.content);
 a large stream whose extents libfsntfs reports plain is read straight from them
-(Direct). It also lists the streams of the entries where TSK shows signs of giving up:
-TSK drops a $DATA attribute whose data runs it refuses (a run longer than the
-volume, which every large sparse file has, or a corrupt one) and reports the
-file as empty; its attribute list parser reads at most 256 extension MFT
-entries and 256 distinct attributes of one file.
+(Direct). libfsntfs also lists the streams of the entries where TSK shows signs
+of giving up: TSK drops a $DATA attribute whose data runs it refuses (a run
+longer than the volume, which every large sparse file has, or a corrupt one)
+and reports the file as empty; its attribute list parser reads at most 256
+extension MFT entries and 256 distinct attributes of one file.
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ class Direct:
         return True
 
     def _copy(self, offset: int, view: memoryview) -> bool:
-        # libfsntfs seeks this file object before each of its reads too.
+        # libfsntfs reads through this file object too: its reads seek first,
+        # so they read right after a seek of ours (test_direct_read's E01).
         try:
             self._file.seek(offset)
             data = self._file.read(len(view))

@@ -119,8 +119,8 @@ def scan_stream(
     return result
 
 
-# Each thread's read buffers, by size: scans may run in threads (a Celery
-# worker's thread pool), and a buffer is read into again for every chunk.
+# Each thread's read buffers, by size: scans may run in threads of one process
+# (each with its own compiled set), and a buffer is read into for every chunk.
 _local = threading.local()
 
 
