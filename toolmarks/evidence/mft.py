@@ -220,7 +220,7 @@ class MftWalker:
             raise Doubt("not an NTFS volume libfsntfs reads")
         try:
             volume = fs.fallback.volume()
-            flagged = _flagged_directories(volume)
+            flagged = _flagged_directories(fs.fallback)
             dirs = {index: self._read(volume, index) for index in flagged}
             paths = _Paths(dirs)
             for index, record in dirs.items():
@@ -553,21 +553,27 @@ class _Paths:
         return list(dict.fromkeys(found))
 
 
-def _flagged_directories(volume: Any) -> set[int]:
+def _flagged_directories(source: fsntfs.FsntfsVolume) -> set[int]:
     """The base MFT records whose header flags a directory, from $MFT read
     raw in large pieces: what TSK takes for directories, known before the
     records are read one by one."""
+    volume = source.volume()
     mft = volume.get_file_entry(0)
     size = volume.mft_entry_size
     count = volume.number_of_file_entries
+    # As the scan reads a large stream: straight from its extents where
+    # libfsntfs reports them plain (100,000 records: 0.07 s through libfsntfs).
+    reader = source.stream(mft, "", mft, int(mft.size), "$MFT")
+    buffer = memoryview(bytearray(_RECORDS_A_READ * size))
     found = set()
     step = _RECORDS_A_READ
     for first in range(0, count, step):
         wanted = min(step, count - first) * size
-        data = mft.read_buffer_at_offset(wanted, first * size)
-        if len(data) != wanted:
+        reader.seek(first * size)
+        data = buffer[:wanted]
+        if reader.readinto(data) != wanted:
             raise Doubt(f"$MFT: short read at record {first}")
-        flags = data[22::size].translate(_DIRECTORY_FLAG)
+        flags = bytes(data[22::size]).translate(_DIRECTORY_FLAG)
         for match in re.finditer(b"\x01", flags):
             at = match.start() * size
             if data[at : at + 4] == b"FILE" and not _u64(data, at + 32)[0] & _INDEX:
