@@ -489,8 +489,7 @@ FIRST_BATCH = 256
 GC_THRESHOLD = 50_000
 # What opening an entry costs, in bytes read, when balancing shares.
 ENTRY_COST = 16 * 1024
-# Bytes of content a share holds at most, where a batch has more than one a
-# worker: the last shares to end are then small.
+# Bytes of content a share of the local pool holds at most (see _shares).
 PIECE = 32 * 1024 * 1024
 
 
@@ -507,31 +506,28 @@ def share(
 
 
 def _shares(
-    batch: list[FileItem], stride: int, options: ScanOptions
+    batch: list[FileItem], stride: int, options: ScanOptions, piece: int = 0
 ) -> list[list[FileItem]]:
     """The batch in disk order, cut into `stride` contiguous shares of about
-    equal cost."""
+    equal cost; into more where piece is given and the batch holds more than
+    piece bytes of content a share, so that no worker is left with a large
+    share when the others are done."""
     batch.sort(key=_disk_order)
-    if stride == 1:
+    if stride == 1 and not piece:
         return [batch]
-    shares: list[list[FileItem]] = [[] for _ in range(stride)]
     costs = [
         ENTRY_COST + (0 if not_read(item, options) else item.size) for item in batch
     ]
     total = sum(costs) or 1
+    if piece:
+        content = total - ENTRY_COST * len(batch)
+        stride = max(stride, -(-content // piece))
+    shares: list[list[FileItem]] = [[] for _ in range(stride)]
     before = 0
     for item, cost in zip(batch, costs):
         shares[min(stride - 1, before * stride // total)].append(item)
         before += cost
     return shares
-
-
-def _pieces(batch: list[FileItem], workers: int, options: ScanOptions) -> int:
-    """Into how many shares a batch is cut: one per worker, or more where it
-    holds more than PIECE bytes a worker, so that no worker is left with a
-    large share when the others are done."""
-    size = sum(item.size for item in batch if not not_read(item, options))
-    return max(workers, -(-size // PIECE))
 
 
 def run_unit(
@@ -1038,8 +1034,8 @@ def _scan_in_pool(
         walk = _noting_paths(items, on_disk)
         with _fewer_collections():
             for batch in _batches(walk):
-                pieces = _pieces(batch, workers, options)
-                for index, share in enumerate(_shares(batch, pieces, options)):
+                pieces = _shares(batch, workers, options, PIECE)
+                for index, share in enumerate(pieces):
                     if share:
                         keys = [Evidence.hand_over(item) for item in share]
                         task = submit(_scan_share, volume.label, keys)
@@ -1069,8 +1065,9 @@ def _scan_in_pool(
 RANGES_PER_WORKER = 8
 MIN_RANGE = 4096
 # Streams from this size up are handed back by the range's worker and shared
-# between the workers by bytes, as other volumes' entries are: a volume of few
-# large files is one range (the 1 GiB bench: 2,000 records), one worker's.
+# between the workers by bytes, as other volumes' entries are: a range's large
+# files would otherwise be its worker's alone (the 1 GiB bench: 2,000 records,
+# 400 large files, in two ranges).
 HAND_BACK = 64 * 1024
 
 

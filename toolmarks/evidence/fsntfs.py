@@ -154,14 +154,26 @@ class Direct:
         # libfsntfs reads through this file object too: its reads seek first,
         # so they read right after a seek of ours (test_direct_read's E01).
         try:
-            self._file.seek(offset)
-            data = self._file.read(len(view))
-        except Exception:  # noqa: BLE001 - dfvfs back ends raise many types
+            view[:] = _read_exactly(self._file, offset, len(view))
+        except OSError:
             return False
-        if len(data) != len(view):
-            return False
-        view[:] = data
         return True
+
+
+def _read_exactly(file_object: Any, offset: int, size: int) -> bytes:
+    """size bytes at offset of a volume's file object.
+
+    Raises:
+      OSError: the volume cannot give them all.
+    """
+    try:
+        file_object.seek(offset)
+        data = file_object.read(size)
+    except Exception as error:  # noqa: BLE001 - dfvfs back ends raise many types
+        raise OSError(f"volume offset {offset}: {short(error)}") from None
+    if len(data) != size:
+        raise OSError(f"volume offset {offset}: short read")
+    return data
 
 
 def direct(
@@ -311,14 +323,7 @@ class FsntfsVolume:
           OSError: the volume cannot be read there.
         """
         self._open()
-        try:
-            self._file_object.seek(offset)
-            data = self._file_object.read(size)
-        except Exception as error:  # noqa: BLE001 - dfvfs back ends raise many types
-            raise OSError(f"volume offset {offset}: {short(error)}") from None
-        if len(data) != size:
-            raise OSError(f"volume offset {offset}: short read")
-        return data
+        return _read_exactly(self._file_object, offset, size)
 
     def _open(self) -> Any:
         if self._volume is not None:
